@@ -1,0 +1,1 @@
+"""Feed adapters: async iterators of tick columns (see :mod:`feeds.base`)."""
