@@ -1,0 +1,144 @@
+"""``market-dashboard``: flags → :class:`Config` → a running server until SIGINT/SIGTERM.
+
+A bad flag or value is one line on stderr naming the flag, exit status 2 (no usage dump):
+the line is what a person or a supervisor's log needs to fix the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from dashboard import __version__
+from dashboard.config import Config
+from dashboard.errors import ConfigError
+from dashboard.server import Server
+from feeds.base import FeedError
+
+PROG = "market-dashboard"
+SYMBOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/^=-]{0,31}")
+MAX_SYMBOLS = 100_000
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _number(kind: Callable[[str], float], low: float, high: float = math.inf,
+            low_inclusive: bool = True) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+        ok_low = value >= low if low_inclusive else value > low
+        if not (math.isfinite(value) and ok_low and value <= high):
+            bound = f">= {low:g}" if low_inclusive else f"> {low:g}"
+            top = f" and <= {high:g}" if high != math.inf else ""
+            raise argparse.ArgumentTypeError(f"must be {bound}{top}, got {raw!r}")
+        return value
+    return parse
+
+
+def _port(raw: str) -> int:
+    if not raw.isdigit() or int(raw) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {raw!r}")
+    return int(raw)
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
+
+
+def _symbols(raw: str) -> int | tuple[str, ...]:
+    """A count (``100``) or names (``AAPL,MSFT``)."""
+    if raw.isdigit():
+        n = int(raw)
+        if not 1 <= n <= MAX_SYMBOLS:
+            raise argparse.ArgumentTypeError(f"count must be 1-{MAX_SYMBOLS}, got {raw!r}")
+        return n
+    names = tuple(s.strip() for s in raw.split(","))
+    bad = [s for s in names if not SYMBOL_NAME.fullmatch(s)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not a symbol name: {bad[0]!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a symbol is listed twice")
+    return names
+
+
+def parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = _Parser(prog=PROG, description="Live market-data dashboard server.")
+    a = p.add_argument
+    a("--version", action="version", version=f"{PROG} {__version__}")
+    a("--host", default=d.host, help="address to listen on (default %(default)s)")
+    a("--port", type=_port, default=d.port, help="port; 0 picks a free one (default %(default)s)")
+    a("--feed", default=d.feed, help="feed adapter (default %(default)s: the simulator)")
+    a("--symbols", type=_symbols, default=d.symbols,
+      help="simulated symbol count, or names: AAPL,MSFT (default %(default)s)")
+    a("--tick-rate", type=_number(float, 0, 1e6, False), default=d.tick_rate,
+      help="simulated ticks per second over all symbols (default %(default)g)")
+    a("--seed", type=_int, default=d.seed, help="makes simulated prices repeatable")
+    a("--batch-ms", type=_number(float, 1, 10_000), default=d.batch_ms,
+      help="coalescing interval in ms (default %(default)g)")
+    a("--history-s", type=_number(float, 0, 86_400), default=d.history_s,
+      help="seconds of batches held for resume (default %(default)g)")
+    a("--ping-interval", type=_number(float, 0, 3600), default=d.ping_interval_s,
+      help="seconds between WebSocket pings; 0 turns them off (default %(default)g)")
+    a("--ping-timeout", type=_number(float, 0, 3600), default=d.ping_timeout_s,
+      help="seconds a pong may take before the peer is dropped (default %(default)g)")
+    a("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+      help="(default %(default)s)")
+    return p
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
+    ns = parser().parse_args(argv)
+    config = Config(
+        host=ns.host, port=ns.port, feed=ns.feed, symbols=ns.symbols, tick_rate=ns.tick_rate,
+        seed=ns.seed, batch_ms=ns.batch_ms, history_s=ns.history_s,
+        ping_interval_s=ns.ping_interval, ping_timeout_s=ns.ping_timeout,
+    )
+    return config, ns.log_level
+
+
+async def run(server: Server) -> int:
+    try:
+        await server.start()
+    except (FeedError, OSError) as e:
+        await server.stop()
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
+    print(f"listening on {server.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger(__name__).info("shutting down")
+    await server.stop()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config, level = config_from_args(argv)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        server = Server(config)
+    except ConfigError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(asyncio.run(run(server)))

@@ -1,0 +1,124 @@
+"""Plain HTTP endpoints: the page, health, metrics and the JSON API. Thin handlers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import tornado.web
+
+from dashboard import codecs
+from dashboard.batcher import BAR_INTERVALS_S
+from dashboard.errors import BadRequest
+from dashboard.state import ServerState, now_ms
+
+#: The page may run only its own scripts and talk only to its own origin.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+MAX_BARS = max(capacity for _, capacity in BAR_INTERVALS_S.values())
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Errors as the contract's JSON body, never a traceback or an HTML page."""
+
+    def initialize(self, state: ServerState) -> None:
+        self.state = state
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def query(self, name: str) -> str | None:
+        return self.get_query_argument(name, None)
+
+    def write_json(self, body: bytes, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+    def refuse(self, error: BadRequest, status: int = 400) -> None:
+        self.state.metrics.client_errors.labels(error.code).inc()
+        self.write_json(
+            codecs.dumps({"type": "error", "code": error.code, "message": error.message}), status
+        )
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        code = "bad_request" if 400 <= status_code < 500 else "internal_error"
+        self.finish(codecs.dumps({"type": "error", "code": code, "message": self._reason}))
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        s = self.state
+        self.write_json(orjson.dumps({
+            "status": "stopping" if s.stopping else "ok",
+            "feed": s.feed_name,
+            "seq": s.batcher.seq,
+            "symbols": len(s.table),
+            "connections": len(s.clients),
+            "uptime_s": round((now_ms() - s.started_ms) / 1000, 3),
+        }), 503 if s.stopping else 200)
+
+
+class MetricsHandler(BaseHandler):
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.finish(self.state.metrics.exposition())
+
+
+class SymbolsHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(orjson.dumps({"symbols": self.state.table.names}))
+
+
+class SnapshotHandler(BaseHandler):
+    def get(self) -> None:
+        try:
+            indices = self.state.table.parse_list(self.query("symbols"))
+        except BadRequest as e:
+            return self.refuse(e)
+        self.write_json(self.state.hub.snapshot(indices, now_ms()).json)
+
+
+class BarsHandler(BaseHandler):
+    def get(self) -> None:
+        try:
+            sym, interval, limit = self._params()
+        except BadRequest as e:
+            return self.refuse(e)
+        bars = self.state.batcher.bars[interval].bars(sym, limit)
+        self.write_json(codecs.dumps({
+            "symbol": self.state.table.names[sym], "interval": interval,
+            "t": bars.t, "o": bars.o, "h": bars.h, "l": bars.l, "c": bars.c, "v": bars.v,
+        }))
+
+    def _params(self) -> tuple[int, str, int]:
+        name = self.query("symbol")
+        if not name:
+            raise BadRequest("symbol is required")
+        (sym,) = self.state.table.resolve([name]).tolist()
+        interval = self.query("interval") or "1s"
+        if interval not in BAR_INTERVALS_S:
+            raise BadRequest(f"interval must be one of {', '.join(BAR_INTERVALS_S)}")
+        raw = self.query("limit") or "300"
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_BARS:
+            raise BadRequest(f"limit must be an integer from 1 to {MAX_BARS}")
+        return sym, interval, int(raw)
+
+
+class PageHandler(tornado.web.StaticFileHandler):
+    """The dashboard page and its assets, with a CSP that allows only the page's own code."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(codecs.dumps({"type": "error", "code": "not_found", "message": self._reason}))

@@ -1,0 +1,166 @@
+"""Fan-out: each batch is filtered and encoded once per (selection, wire form), and the same
+bytes are handed to every client in that group.
+
+Broadcast is synchronous — no await per client. A subscriber's :meth:`Subscriber.deliver`
+only hands bytes to its socket (or, later, merges them into what it still owes); a client
+that failed is skipped and cleans itself up.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from dashboard.batcher import Batch, Batcher, Seq
+from dashboard.messages import batch_message, snapshot_message
+from dashboard.metrics import Metrics
+from dashboard.payload import Form, Payload
+from dashboard.symbols import Selection, SymbolTable
+
+TRANSPORT_OF_FORM = {
+    Form.WS_JSON: "ws", Form.WS_BR: "ws", Form.WS_DEFLATE: "ws",
+    Form.SSE: "sse", Form.NDJSON: "stream",
+}
+
+
+class Subscriber(Protocol):
+    def deliver(self, data: bytes) -> int:
+        """Hand one message's bytes to the client; return how many bytes were written."""
+        ...
+
+
+class Hub:
+    def __init__(self, batcher: Batcher, table: SymbolTable, metrics: Metrics) -> None:
+        self.batcher = batcher
+        self.table = table
+        self.metrics = metrics
+        self._selections: dict[frozenset[int] | None, tuple[Selection, int]] = {}
+        self._groups: dict[tuple[Selection, Form], set[Subscriber]] = {}
+        self._member: dict[Subscriber, tuple[Selection, Form]] = {}
+        self._snapshots: dict[tuple[frozenset[int] | None, bool], Payload] = {}
+
+    def __len__(self) -> int:
+        return len(self._member)
+
+    @property
+    def seq(self) -> Seq:
+        return self.batcher.seq
+
+    # -- membership -------------------------------------------------------------------------
+
+    def join(
+        self, sub: Subscriber, form: Form, indices: npt.NDArray[np.int32] | None,
+        since: Seq | None, now_ms: float,
+    ) -> None:
+        """Subscribe ``sub`` and deliver what must come first: a snapshot, or the batches
+        after ``since`` while they are held (a reset snapshot when they are not)."""
+        selection = self._acquire(indices)
+        if since is None:
+            self.send(sub, form, self._snapshot(selection, reset=False, now_ms=now_ms))
+        else:
+            replay = self.batcher.resume(since).replay
+            if replay is None:
+                self.send(sub, form, self._snapshot(selection, reset=True, now_ms=now_ms))
+            for batch in replay or ():
+                self.send(sub, form, self._batch_payload(batch, selection))
+        self._add(sub, selection, form)
+
+    def resubscribe(
+        self, sub: Subscriber, indices: npt.NDArray[np.int32] | None, now_ms: float
+    ) -> None:
+        """Change what ``sub`` receives; symbols new to it get a snapshot first."""
+        old, form = self._member[sub]
+        selection = self._acquire(indices)
+        added = selection.indices[[i not in old for i in selection.indices.tolist()]]
+        self._remove(sub)
+        if len(added):
+            self.send(sub, form, self._snapshot(Selection(len(self.table), added), False, now_ms))
+        self._add(sub, selection, form)
+
+    def send(self, sub: Subscriber, form: Form, payload: Payload) -> None:
+        """One message to one client (snapshots, replies), counted like the broadcast."""
+        self._count(form, 1, sub.deliver(payload.form(form)))
+
+    def _count(self, form: Form, frames: int, written: int) -> None:
+        transport = TRANSPORT_OF_FORM[form]
+        self.metrics.frames_sent.labels(transport).inc(frames)
+        self.metrics.bytes_sent.labels(transport).inc(written)
+
+    def selection_of(self, sub: Subscriber) -> Selection:
+        return self._member[sub][0]
+
+    def leave(self, sub: Subscriber) -> None:
+        if sub in self._member:
+            self._remove(sub)
+
+    def _add(self, sub: Subscriber, selection: Selection, form: Form) -> None:
+        self._member[sub] = (selection, form)
+        self._groups.setdefault((selection, form), set()).add(sub)
+
+    def _remove(self, sub: Subscriber) -> None:
+        selection, form = self._member.pop(sub)
+        group = self._groups[(selection, form)]
+        group.discard(sub)
+        if not group:
+            del self._groups[(selection, form)]
+        self._release(selection)
+
+    def _acquire(self, indices: npt.NDArray[np.int32] | None) -> Selection:
+        key = None if indices is None or len(indices) == len(self.table) else frozenset(
+            indices.tolist()
+        )
+        entry = self._selections.get(key)
+        selection = entry[0] if entry else Selection(
+            len(self.table), None if key is None else indices
+        )
+        self._selections[key] = (selection, (entry[1] if entry else 0) + 1)
+        return selection
+
+    def _release(self, selection: Selection) -> None:
+        held, count = self._selections[selection.key]
+        if count > 1:
+            self._selections[selection.key] = (held, count - 1)
+        else:
+            del self._selections[selection.key]
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _snapshot(self, selection: Selection, reset: bool, now_ms: float) -> Payload:
+        """Cached per selection until the next batch: a reconnect storm costs one encode."""
+        key = (selection.key, reset)
+        payload = self._snapshots.get(key)
+        if payload is None:
+            payload = Payload(snapshot_message(
+                self.batcher.quotes, selection.indices, self.table.array,
+                seq=self.batcher.seq, now_ms=now_ms, reset=reset,
+            ))
+            self._snapshots[key] = payload
+        return payload
+
+    def _batch_payload(self, batch: Batch, selection: Selection) -> Payload:
+        return Payload(batch_message(batch, selection.select(batch.ticks), self.table.array))
+
+    def snapshot(self, indices: npt.NDArray[np.int32] | None, now_ms: float) -> Payload:
+        """A snapshot for an HTTP request (not cached: nothing shares it)."""
+        selection = Selection(len(self.table), indices)
+        return Payload(snapshot_message(
+            self.batcher.quotes, selection.indices, self.table.array,
+            seq=self.batcher.seq, now_ms=now_ms, reset=False,
+        ))
+
+    # -- fan-out ----------------------------------------------------------------------------
+
+    def publish(self, batch: Batch) -> None:
+        self._snapshots.clear()
+        payloads: dict[Selection, Payload] = {}
+        for (selection, form), group in list(self._groups.items()):
+            payload = payloads.get(selection)
+            if payload is None:
+                payload = payloads[selection] = self._batch_payload(batch, selection)
+            data = payload.form(form)
+            written = 0
+            for sub in tuple(group):
+                written += sub.deliver(data)
+            self._count(form, len(group), written)

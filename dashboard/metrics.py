@@ -1,0 +1,48 @@
+"""Prometheus metrics, on a registry of the server's own (several servers can share a process
+in tests without their counters mixing)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+TRANSPORTS = ("ws", "sse", "stream")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge(
+            "dashboard_connections", "Open client connections.", ["transport"], registry=r
+        )
+        self.frames_sent = Counter(
+            "dashboard_frames_sent", "Messages written to clients.", ["transport"], registry=r
+        )
+        self.bytes_sent = Counter(
+            "dashboard_bytes_sent", "Bytes written to clients (after compression).",
+            ["transport"], registry=r,
+        )
+        self.ticks_in = Counter("dashboard_ticks_in", "Ticks received from feeds.", registry=r)
+        self.batches = Counter("dashboard_batches", "Batches made by the batcher.", registry=r)
+        self.slow_consumers_dropped = Counter(
+            "dashboard_slow_consumers_dropped",
+            "Clients closed because they stayed stuck past the slow-client timeout.",
+            ["transport"], registry=r,
+        )
+        self.rate_limit_rejections = Counter(
+            "dashboard_rate_limit_rejections",
+            "Client messages or connections refused by a rate or connection limit.",
+            ["reason"], registry=r,
+        )
+        self.client_errors = Counter(
+            "dashboard_client_errors", "Bad client requests and messages answered with an error.",
+            ["code"], registry=r,
+        )
+        for t in TRANSPORTS:
+            self.connections.labels(t)
+            self.frames_sent.labels(t)
+            self.bytes_sent.labels(t)
+            self.slow_consumers_dropped.labels(t)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

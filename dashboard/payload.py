@@ -1,0 +1,66 @@
+"""One message and the bytes of each wire form it is sent in, each built at most once.
+
+A batch's payload for a selection is shared by every client of that selection; a client
+takes the form its transport speaks (a ready WebSocket frame, an SSE event, an NDJSON line)
+and writes those bytes as they are.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from dashboard import codecs, sse, wsframe
+from dashboard.codecs import Encoding
+from dashboard.messages import Message
+
+
+class Form(enum.Enum):
+    """The bytes a transport writes for one message."""
+
+    WS_JSON = "ws-json"
+    WS_BR = "ws-br"
+    WS_DEFLATE = "ws-deflate"
+    SSE = "sse"
+    NDJSON = "ndjson"
+
+    @classmethod
+    def websocket(cls, encoding: Encoding) -> Form:
+        return _WS_FORMS[encoding]
+
+
+_WS_FORMS = {
+    Encoding.JSON: Form.WS_JSON, Encoding.BR: Form.WS_BR, Encoding.DEFLATE: Form.WS_DEFLATE,
+}
+
+
+class Payload:
+    __slots__ = ("_forms", "_json", "message")
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self._json: bytes | None = None
+        self._forms: dict[Form, bytes] = {}
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = codecs.dumps(self.message)
+        return self._json
+
+    def form(self, form: Form) -> bytes:
+        data = self._forms.get(form)
+        if data is None:
+            data = self._forms[form] = self._build(form)
+        return data
+
+    def _build(self, form: Form) -> bytes:
+        if form is Form.WS_JSON:
+            return wsframe.frame(self.json, wsframe.OP_TEXT)
+        if form is Form.WS_BR:
+            return wsframe.frame(codecs.encode(self.json, Encoding.BR), wsframe.OP_BINARY)
+        if form is Form.WS_DEFLATE:
+            return wsframe.frame(codecs.encode(self.json, Encoding.DEFLATE), wsframe.OP_BINARY)
+        if form is Form.SSE:
+            seq = self.message.get("seq")
+            return sse.event(self.json, event=self.message["type"], id=seq)
+        return self.json + b"\n"
