@@ -1,0 +1,37 @@
+"""Real servers on loopback ports, started inside the test's own IOLoop."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from tornado.ioloop import IOLoop
+
+from dashboard.config import Config
+from dashboard.server import Server
+
+#: Fast batches so hundreds of them pass in a second or two.
+TEST_CONFIG = Config(
+    host="127.0.0.1", port=0, symbols=20, tick_rate=2000.0, seed=7, batch_ms=10.0,
+    history_s=5.0, ping_interval_s=20.0, ping_timeout_s=20.0, keepalive_s=15.0,
+)
+
+StartServer = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+def start_server(io_loop: IOLoop) -> Iterator[StartServer]:
+    """``await start_server(batch_ms=5, ...)``: a started server with those config changes."""
+    started: list[Server] = []
+
+    async def start(**changes: Any) -> Server:
+        server = Server(dataclasses.replace(TEST_CONFIG, **changes))
+        await server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        io_loop.run_sync(server.stop, timeout=10)

@@ -1,0 +1,37 @@
+"""Running the real ``market-dashboard`` command in a child process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+LISTENING = re.compile(r"^listening on http://127\.0\.0\.1:(\d+)$")
+
+
+class DashboardProcess:
+    def __init__(self, *args: str, python: str = sys.executable, cwd: Path | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [python, "-m", "dashboard", "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()  # flushed as soon as it listens
+        match = LISTENING.match(line)
+        if not match:
+            self.proc.kill()
+            raise AssertionError(f"no listening line: {line!r} {self.proc.stderr.read()!r}")
+        self.port = int(match.group(1))
+
+    def wait(self, timeout: float) -> tuple[int, float]:
+        """Exit status, and seconds it took to exit."""
+        start = time.monotonic()
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - start
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,98 @@
+"""The command line and the process lifecycle, with the real command in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.clients import StreamClient, WSClient
+from tests.process import DashboardProcess
+
+
+class _At:
+    """Just enough of a Server for the test clients: where it listens."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--port", "http"], "--port"),
+    (["--port", "70000"], "--port"),
+    (["--symbols", "0"], "--symbols"),
+    (["--symbols", "AAPL,<b>"], "--symbols"),
+    (["--symbols", "AAPL,AAPL"], "--symbols"),
+    (["--tick-rate", "-5"], "--tick-rate"),
+    (["--batch-ms", "nan"], "--batch-ms"),
+    (["--seed", "x"], "--seed"),
+    (["--feed", "nasdaq-direct"], "--feed"),
+    (["--no-such-flag"], "--no-such-flag"),
+])
+def test_a_bad_flag_is_one_line_naming_it_and_exit_2(args, flag):
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", *args], capture_output=True, text=True, timeout=20
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("market-dashboard: error:") and flag in lines[0]
+    assert result.stdout == ""
+
+
+def test_a_port_in_use_is_a_one_line_error():
+    first = DashboardProcess("--symbols", "3")
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "dashboard", "--port", str(first.port)],
+            capture_output=True, text=True, timeout=20,
+        )
+        assert result.returncode == 1
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "address already in use" in result.stderr.lower()
+    finally:
+        first.kill()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_closes_websockets_with_1001_ends_streams_and_exits_0(sig):
+    server = DashboardProcess("--symbols", "5", "--batch-ms", "20")
+
+    async def clients() -> tuple[int | None, int]:
+        at = _At(server.port)
+        ws = await WSClient.connect(at)  # type: ignore[arg-type]
+        sse = StreamClient()
+        await sse.open(f"http://127.0.0.1:{server.port}/sse", "sse")
+        await ws.recv_type("batch")
+        await sse.recv_event()
+        server.proc.send_signal(sig)
+        code, _ = await ws.closed()
+        assert sse.done is not None
+        status = await asyncio.wait_for(sse.done, 5)  # the stream ended
+        return code, status
+
+    try:
+        close_code, sse_status = asyncio.run(clients())
+        exit_code, seconds = server.wait(timeout=10)
+    finally:
+        server.kill()
+    assert close_code == 1001
+    assert sse_status == 200
+    assert exit_code == 0
+    assert seconds < 2.5
+
+
+def test_the_console_script_and_module_are_the_same_command():
+    script = subprocess.run(
+        [sys.executable, "-c", "from dashboard.cli import main; main(['--version'])"],
+        capture_output=True, text=True, timeout=20,
+    )
+    module = subprocess.run(
+        [sys.executable, "-m", "dashboard", "--version"], capture_output=True, text=True,
+        timeout=20,
+    )
+    assert script.stdout == module.stdout
+    assert script.stdout.startswith("market-dashboard ")

@@ -1,0 +1,99 @@
+"""Fan-out without a server: one encode per (selection, form), the same bytes for everyone."""
+
+from __future__ import annotations
+
+import brotli
+import numpy as np
+import orjson
+
+from dashboard.batcher import Batcher
+from dashboard.hub import Hub
+from dashboard.metrics import Metrics
+from dashboard.payload import Form
+from dashboard.symbols import SymbolTable
+from tests.ticks import ticks
+
+T0 = 1_700_000_000_000.0
+NAMES = ["AAPL", "MSFT", "SPY"]
+
+
+def payload(frame: bytes) -> bytes:
+    """A server frame's payload (unmasked, 7-, 16- or 64-bit length)."""
+    n = frame[1] & 0x7F
+    return frame[2 + {126: 2, 127: 8}.get(n, 0):]
+
+
+class Recorder:
+    """A subscriber that keeps what it was handed."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def deliver(self, data: bytes) -> int:
+        self.frames.append(data)
+        return len(data)
+
+
+def make_hub() -> tuple[Hub, Batcher]:
+    table = SymbolTable(NAMES)
+    batcher = Batcher(NAMES, history_s=10, first_seq=1)
+    return Hub(batcher, table, Metrics()), batcher
+
+
+def publish(hub: Hub, batcher: Batcher, rows) -> None:
+    batcher.add(ticks(rows))
+    batch = batcher.close(T0 + batcher.seq)
+    assert batch is not None
+    hub.publish(batch)
+
+
+def test_clients_sharing_a_selection_and_form_get_the_very_same_bytes():
+    hub, batcher = make_hub()
+    aapl = np.array([0], np.int32)
+    groups = {
+        ("all", Form.WS_JSON): [Recorder() for _ in range(50)],
+        ("all", Form.WS_BR): [Recorder() for _ in range(50)],
+        ("aapl", Form.WS_JSON): [Recorder() for _ in range(50)],
+    }
+    for (which, form), subs in groups.items():
+        for sub in subs:
+            hub.join(sub, form, aapl if which == "aapl" else None, since=None, now_ms=T0)
+    publish(hub, batcher, [(0, 10.0, 0, 1), (1, 20.0, 1, 1)])
+    for subs in groups.values():
+        first = subs[0].frames[-1]
+        assert all(s.frames[-1] is first for s in subs), "one encode, shared"
+    all_br = groups[("all", Form.WS_BR)][0].frames[-1]
+    assert orjson.loads(brotli.decompress(payload(all_br)))["ticks"]["sym"] == ["AAPL", "MSFT"]
+    aapl_json = groups[("aapl", Form.WS_JSON)][0].frames[-1]
+    assert orjson.loads(payload(aapl_json))["ticks"]["sym"] == ["AAPL"]
+    # The same selection listed in another order is the same group.
+    late = Recorder()
+    hub.join(late, Form.WS_JSON, np.array([0], np.int32), since=None, now_ms=T0)
+    publish(hub, batcher, [(0, 10.5, 2, 1)])
+    assert late.frames[-1] is groups[("aapl", Form.WS_JSON)][0].frames[-1]
+
+
+def test_a_snapshot_comes_first_and_a_reconnect_storm_shares_it():
+    hub, batcher = make_hub()
+    publish(hub, batcher, [(0, 10.0, 0, 1)])
+    subs = [Recorder() for _ in range(10)]
+    for s in subs:
+        hub.join(s, Form.WS_JSON, None, since=None, now_ms=T0)
+    assert all(s.frames[0] is subs[0].frames[0] for s in subs)
+    snapshot = orjson.loads(payload(subs[0].frames[0]))
+    assert snapshot["type"] == "snapshot" and snapshot["seq"] == batcher.seq
+
+
+def test_join_with_since_replays_then_goes_live_and_leave_stops_delivery():
+    hub, batcher = make_hub()
+    for i in range(5):
+        publish(hub, batcher, [(i % 3, 10.0 + i, i, 1)])
+    sub = Recorder()
+    hub.join(sub, Form.NDJSON, None, since=batcher.seq - 2, now_ms=T0)
+    publish(hub, batcher, [(0, 11.0, 9, 1)])
+    seqs = [orjson.loads(f)["seq"] for f in sub.frames]
+    assert seqs == [batcher.seq - 2, batcher.seq - 1, batcher.seq]
+    hub.leave(sub)
+    publish(hub, batcher, [(0, 12.0, 10, 1)])
+    assert len(sub.frames) == 3
+    assert len(hub) == 0

@@ -1,0 +1,117 @@
+"""Encoders, WebSocket framing, SSE formatting and HTTP stream compression, without a server."""
+
+import gzip
+import struct
+import zlib
+
+import brotli
+import numpy as np
+import orjson
+import pytest
+
+from dashboard import codecs, sse, wsframe
+from dashboard.codecs import Encoding
+from dashboard.content_encoding import Brotli, Gzip, negotiate
+from dashboard.payload import Form, Payload
+
+MESSAGE = {"type": "batch", "seq": 7, "ts": 1.5,
+           "ticks": {"sym": ["AAPL"], "price": np.array([189.12]), "size": np.array([100])}}
+
+
+def test_numpy_columns_serialize_to_plain_json_numbers():
+    assert orjson.loads(codecs.dumps(MESSAGE))["ticks"] == {
+        "sym": ["AAPL"], "price": [189.12], "size": [100]}
+
+
+@pytest.mark.parametrize("encoding", list(Encoding))
+def test_every_encoding_decodes_to_the_same_message(encoding):
+    data = codecs.encode(codecs.dumps(MESSAGE), encoding)
+    if encoding is Encoding.BR:
+        data = brotli.decompress(data)
+    elif encoding is Encoding.DEFLATE:
+        data = zlib.decompress(data, -zlib.MAX_WBITS)
+    assert orjson.loads(data) == orjson.loads(codecs.dumps(MESSAGE))
+
+
+def test_deflate_frames_are_complete_independent_raw_streams():
+    first = codecs.deflate_raw(b'{"a":1}' * 50)
+    second = codecs.deflate_raw(b'{"a":1}' * 50)
+    assert first == second  # no window shared between frames
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    assert d.decompress(first) == b'{"a":1}' * 50
+    assert d.eof  # the final block is set
+    with pytest.raises(zlib.error):
+        zlib.decompress(first)  # no zlib header
+
+
+@pytest.mark.parametrize("n", [0, 125, 126, 65535, 65536])
+def test_websocket_frames_are_unmasked_single_frames_with_the_right_length(n):
+    payload = b"x" * n
+    f = wsframe.frame(payload, wsframe.OP_BINARY)
+    assert f[0] == 0x82  # FIN + binary
+    assert f[1] & 0x80 == 0  # unmasked
+    if n < 126:
+        assert f[1] == n and f[2:] == payload
+    elif n < 65536:
+        assert f[1] == 126 and struct.unpack("!H", f[2:4])[0] == n and f[4:] == payload
+    else:
+        assert f[1] == 127 and struct.unpack("!Q", f[2:10])[0] == n and f[10:] == payload
+
+
+def test_sse_event_has_id_event_and_data_lines():
+    assert sse.event(b'{"a":1}', event="batch", id=17) == (
+        b'id: 17\nevent: batch\ndata: {"a":1}\n\n')
+
+
+def test_sse_fields_cannot_be_broken_by_newlines():
+    out = sse.event(b"one\ntwo", event="bat\r\nch", id="1\n2")
+    assert out == b"id: 12\nevent: batch\ndata: one\ndata: two\n\n"
+    assert sse.comment("keep\nalive") == b": keepalive\n\n"
+    assert sse.retry(2000) == b"retry: 2000\n\n"
+
+
+def test_a_payload_builds_each_form_once_and_all_forms_carry_the_same_message():
+    p = Payload({"type": "batch", "seq": 3, "ts": 1.0})
+    assert p.form(Form.WS_BR) is p.form(Form.WS_BR)
+    text = p.form(Form.WS_JSON)
+    assert text[0] == 0x81 and orjson.loads(text[2:]) == p.message
+    assert orjson.loads(brotli.decompress(p.form(Form.WS_BR)[2:])) == p.message
+    assert orjson.loads(zlib.decompress(p.form(Form.WS_DEFLATE)[2:], -15)) == p.message
+    assert p.form(Form.SSE).startswith(b"id: 3\nevent: batch\ndata: {")
+    assert p.form(Form.NDJSON) == p.json + b"\n"
+
+
+@pytest.mark.parametrize("header, coding", [
+    ("gzip, deflate, br, zstd", "br"),
+    ("gzip, deflate", "gzip"),
+    ("br;q=0, gzip;q=0.5", "gzip"),
+    ("*", "br"),
+    ("identity", None),
+    ("", None),
+    (None, None),
+    ("gzip;q=0, br;q=0", None),
+    ("br;q=garbage, gzip", "gzip"),
+])
+def test_stream_coding_prefers_br_then_gzip(header, coding):
+    chosen = negotiate(header)
+    assert (chosen.name if chosen else None) == coding
+
+
+def test_a_brotli_stream_decodes_event_by_event_as_each_is_flushed():
+    c, d = Brotli(), brotli.Decompressor()
+    events = [sse.event(b'{"seq":%d}' % i, event="batch", id=i) for i in range(5)]
+    for e in events:
+        assert d.process(c.chunk(e)) == e  # each event decodes whole on arrival
+    d.process(c.finish())
+    assert d.is_finished()
+
+
+def test_a_gzip_stream_decodes_event_by_event_and_is_valid_gzip():
+    c, d = Gzip(), zlib.decompressobj(16 + zlib.MAX_WBITS)
+    parts = []
+    for i in range(5):
+        chunk = c.chunk(b"line %d\n" % i)
+        assert d.decompress(chunk) == b"line %d\n" % i
+        parts.append(chunk)
+    parts.append(c.finish())
+    assert gzip.decompress(b"".join(parts)) == b"".join(b"line %d\n" % i for i in range(5))
