@@ -45,7 +45,7 @@ async def test_brotli_sse_decodes_event_by_event_as_each_arrives(start_server):
     await sse.recv_event()
     last = None
     for _ in range(50):
-        id_, _, batch = await sse.recv_event()
+        _, _, batch = await sse.recv_event()
         assert last is None or batch["seq"] == last + 1
         last = batch["seq"]
     # Every non-empty decoded chunk ended on an event boundary: nothing waited in the

@@ -38,7 +38,8 @@ async def test_a_client_gets_a_snapshot_then_every_batch_in_seq_order(start_serv
 @pytest.mark.gen_test(timeout=20)
 async def test_json_br_and_deflate_carry_the_same_messages(start_server):
     server = await start_server()
-    clients = {enc: await WSClient.connect(server, encoding=enc) for enc in ("json", "br", "deflate")}
+    encodings = ("json", "br", "deflate")
+    clients = {enc: await WSClient.connect(server, encoding=enc) for enc in encodings}
     seen: dict[str, dict[int, dict]] = {enc: {} for enc in clients}
     for enc, ws in clients.items():
         while len(seen[enc]) < 30:
