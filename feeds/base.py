@@ -71,8 +71,8 @@ class Ticks:
             np.concatenate([p.ts for p in parts]),
         )
 
-    def take(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_]) -> Ticks:
-        """The rows selected by an index or boolean mask."""
+    def take(self, rows: npt.NDArray[np.intp] | npt.NDArray[np.bool_] | slice) -> Ticks:
+        """The rows selected by an index, a boolean mask, or a slice (views, no copy)."""
         return Ticks(
             self.sym[rows], self.price[rows], self.size[rows],
             self.bid[rows], self.ask[rows], self.ts[rows],

@@ -236,7 +236,7 @@ class SimulatorFeed(Feed):
             while count < most:
                 end = min(int(np.searchsorted(offsets, now, side="right")), cursor + most - count)
                 if end > cursor:
-                    parts.append(_rows(block, cursor, end))
+                    parts.append(block.take(slice(cursor, end)))
                     count += end - cursor
                     cursor = end
                 if cursor < len(offsets):
@@ -269,10 +269,3 @@ def _to_grid(k: FloatArray, tick: FloatArray, decimals: npt.NDArray[np.int64]) -
         out[rows] = np.round(raw[rows], int(d))
     return out
 
-
-def _rows(t: Ticks, start: int, stop: int) -> Ticks:
-    """Rows ``start:stop`` as views (no copy: the block is read-only once generated)."""
-    return Ticks(
-        t.sym[start:stop], t.price[start:stop], t.size[start:stop],
-        t.bid[start:stop], t.ask[start:stop], t.ts[start:stop],
-    )
