@@ -61,6 +61,12 @@ def _int(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
 
 
+def _count(raw: str) -> int:
+    if not raw.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
 def _symbols(raw: str) -> int | tuple[str, ...]:
     """A count (``100``) or names (``AAPL,MSFT``)."""
     if raw.isdigit():
@@ -98,6 +104,21 @@ def parser() -> argparse.ArgumentParser:
       help="seconds between WebSocket pings; 0 turns them off (default %(default)g)")
     a("--ping-timeout", type=_number(float, 0, 3600), default=d.ping_timeout_s,
       help="seconds a pong may take before the peer is dropped (default %(default)g)")
+    a("--max-hz", type=_number(float, 0, 1000), default=d.max_hz,
+      help="most frames a second per connection (caps a client's max_hz); 0: no cap")
+    a("--max-bytes-per-s", type=_number(float, 0), default=d.max_bytes_per_s,
+      help="most bytes a second per connection, the rest conflated; 0: no cap "
+           "(default %(default)g)")
+    a("--slow-client-timeout", type=_number(float, 0, 3600, False),
+      default=d.slow_client_timeout_s,
+      help="seconds a client's socket may stay full before it is dropped (default %(default)g)")
+    a("--max-client-msgs-per-s", type=_number(float, 0, 10_000, False),
+      default=d.max_client_msgs_per_s,
+      help="client messages a second per connection, burst twice that (default %(default)g)")
+    a("--max-connections", type=_count, default=d.max_connections,
+      help="streaming connections in total; 0: no cap (default %(default)s)")
+    a("--max-connections-per-ip", type=_count, default=d.max_connections_per_ip,
+      help="streaming connections per client address; 0: no cap (default %(default)s)")
     a("--log-level", default="info", choices=["debug", "info", "warning", "error"],
       help="(default %(default)s)")
     return p
@@ -109,6 +130,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         host=ns.host, port=ns.port, feed=ns.feed, symbols=ns.symbols, tick_rate=ns.tick_rate,
         seed=ns.seed, batch_ms=ns.batch_ms, history_s=ns.history_s,
         ping_interval_s=ns.ping_interval, ping_timeout_s=ns.ping_timeout,
+        max_hz=ns.max_hz, max_bytes_per_s=ns.max_bytes_per_s,
+        slow_client_timeout_s=ns.slow_client_timeout,
+        max_client_msgs_per_s=ns.max_client_msgs_per_s,
+        max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
     )
     return config, ns.log_level
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dashboard.flow import Pace
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -31,5 +33,25 @@ class Config:
     #: SSE ``retry:`` advice to EventSource, and the idle keepalive period of SSE and streams.
     sse_retry_ms: int = 2000
     keepalive_s: float = 15.0
+    #: Outbound pace per connection: frames a second (a client's ``max_hz`` is capped by
+    #: it; 0 = no cap) and bytes a second (0 = no cap). Between frames, ticks conflate.
+    max_hz: float = 0.0
+    max_bytes_per_s: float = 1_000_000.0
+    #: A client whose socket stays full this long is dropped (WebSocket close 1013).
+    slow_client_timeout_s: float = 5.0
+    #: Client-to-server messages a second per connection (burst twice that); past it: 1008.
+    max_client_msgs_per_s: float = 10.0
+    #: Streaming connections (every transport) in total and per client address; 0 = no cap.
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 500
     #: How long a graceful shutdown waits for clients to take their close before exiting.
     shutdown_grace_s: float = 1.0
+
+    def pace(self, requested_hz: float | None) -> Pace:
+        """A connection's pace: the client's ``max_hz`` capped by the server's."""
+        caps = [hz for hz in (requested_hz, self.max_hz) if hz]
+        return Pace(
+            max_hz=min(caps) if caps else None,
+            max_bytes_per_s=self.max_bytes_per_s or None,
+            slow_client_timeout_s=self.slow_client_timeout_s,
+        )

@@ -26,8 +26,13 @@ TRANSPORT_OF_FORM = {
 
 
 class Subscriber(Protocol):
+    def offer(self, payload: Payload, data: bytes) -> int:
+        """A batch (``data``: its shared bytes in the subscriber's form), subject to the
+        client's flow control; how many bytes were written now (0: held and conflated)."""
+        ...
+
     def deliver(self, data: bytes) -> int:
-        """Hand one message's bytes to the client; return how many bytes were written."""
+        """A snapshot or reply, written now; how many bytes were written."""
         ...
 
 
@@ -64,7 +69,8 @@ class Hub:
             if replay is None:
                 self.send(sub, form, self._snapshot(selection, reset=True, now_ms=now_ms))
             for batch in replay or ():
-                self.send(sub, form, self._batch_payload(batch, selection))
+                payload = self._batch_payload(batch, selection)
+                self._count(form, 1, sub.offer(payload, payload.form(form)))
         self._add(sub, selection, form)
 
     def resubscribe(
@@ -84,6 +90,8 @@ class Hub:
         self._count(form, 1, sub.deliver(payload.form(form)))
 
     def _count(self, form: Form, frames: int, written: int) -> None:
+        if not written:
+            return
         transport = TRANSPORT_OF_FORM[form]
         self.metrics.frames_sent.labels(transport).inc(frames)
         self.metrics.bytes_sent.labels(transport).inc(written)
@@ -140,7 +148,8 @@ class Hub:
         return payload
 
     def _batch_payload(self, batch: Batch, selection: Selection) -> Payload:
-        return Payload(batch_message(batch, selection.select(batch.ticks), self.table.array))
+        ticks = selection.select(batch.ticks)
+        return Payload(batch_message(batch, ticks, self.table.array), batch, ticks)
 
     def snapshot(self, indices: npt.NDArray[np.int32] | None, now_ms: float) -> Payload:
         """A snapshot for an HTTP request (not cached: nothing shares it)."""
@@ -160,7 +169,10 @@ class Hub:
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection)
             data = payload.form(form)
-            written = 0
+            written = frames = 0
             for sub in tuple(group):
-                written += sub.deliver(data)
-            self._count(form, len(group), written)
+                n = sub.offer(payload, data)
+                if n:
+                    written += n
+                    frames += 1
+            self._count(form, frames, written)

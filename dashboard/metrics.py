@@ -3,6 +3,8 @@ in tests without their counters mixing)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 TRANSPORTS = ("ws", "sse", "stream")
@@ -29,6 +31,22 @@ class Metrics:
             "Clients closed because they stayed stuck past the slow-client timeout.",
             ["transport"], registry=r,
         )
+        self.slow_client_steps = Counter(
+            "dashboard_slow_client_steps",
+            "Steps of the slow-client ladder: behind (socket full, conflating), caught_up "
+            "(drained, sent one fresh frame), dropped (stuck past the timeout).",
+            ["transport", "step"], registry=r,
+        )
+        self.conflated_ticks = Counter(
+            "dashboard_conflated_ticks",
+            "Ticks merged away by conflation (max_hz, bytes-per-second caps, slow clients).",
+            ["transport"], registry=r,
+        )
+        self.dead_peers = Counter(
+            "dashboard_dead_peers",
+            "Connections aborted because the peer stopped answering pings.",
+            ["transport"], registry=r,
+        )
         self.rate_limit_rejections = Counter(
             "dashboard_rate_limit_rejections",
             "Client messages or connections refused by a rate or connection limit.",
@@ -43,6 +61,18 @@ class Metrics:
             self.frames_sent.labels(t)
             self.bytes_sent.labels(t)
             self.slow_consumers_dropped.labels(t)
+            self.conflated_ticks.labels(t)
+            for step in ("behind", "caught_up", "dropped"):
+                self.slow_client_steps.labels(t, step)
+        for reason in ("client_msgs", "max_connections", "max_connections_per_ip"):
+            self.rate_limit_rejections.labels(reason)
+
+    def watch_outstanding(self, total: Callable[[], float]) -> None:
+        Gauge(
+            "dashboard_outstanding_bytes",
+            "Bytes handed to client sockets that the kernel has not taken yet (upper bound).",
+            registry=self.registry,
+        ).set_function(total)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import enum
 
 from dashboard import codecs, sse, wsframe
+from dashboard.batcher import Batch
 from dashboard.codecs import Encoding
 from dashboard.messages import Message
+from feeds.base import Ticks
 
 
 class Form(enum.Enum):
@@ -34,10 +36,17 @@ _WS_FORMS = {
 
 
 class Payload:
-    __slots__ = ("_forms", "_json", "message")
+    """``batch`` and ``ticks`` (the batch filtered to the selection) are kept for a batch
+    message, so a client that must conflate can merge it without decoding anything."""
 
-    def __init__(self, message: Message) -> None:
+    __slots__ = ("_forms", "_json", "batch", "message", "ticks")
+
+    def __init__(
+        self, message: Message, batch: Batch | None = None, ticks: Ticks | None = None
+    ) -> None:
         self.message = message
+        self.batch = batch
+        self.ticks = ticks
         self._json: bytes | None = None
         self._forms: dict[Form, bytes] = {}
 

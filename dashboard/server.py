@@ -38,7 +38,9 @@ from feeds.base import Feed
 
 log = logging.getLogger(__name__)
 
-HOUSEKEEPING_S = 1.0
+#: Keepalives, pings and dead-peer checks run this often, so a dead peer is gone within
+#: ping interval + ping timeout + 1 s.
+HOUSEKEEPING_S = 0.5
 
 
 def web_dir() -> Path:
@@ -51,7 +53,6 @@ def web_dir() -> Path:
 
 
 def make_app(state: ServerState) -> tornado.web.Application:
-    c = state.config
     s = {"state": state}
     return tornado.web.Application(
         [
@@ -65,8 +66,8 @@ def make_app(state: ServerState) -> tornado.web.Application:
             (r"/api/bars", BarsHandler, s),
             (r"/(.*)", PageHandler, {"path": str(web_dir()), "default_filename": "index.html"}),
         ],
-        websocket_ping_interval=c.ping_interval_s,
-        websocket_ping_timeout=min(c.ping_timeout_s, c.ping_interval_s),
+        # Pings are the housekeeping's (see WebSocketHandler.keepalive), not Tornado's.
+        websocket_ping_interval=0,
         websocket_max_message_size=MAX_CLIENT_MESSAGE_BYTES,
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,7 @@ class Client(Protocol):
     """A streaming connection, as the server sees it for housekeeping and shutdown."""
 
     transport: str
+    outstanding_bytes: int
 
     def keepalive(self, now: float) -> None:
         """Called about once a second: write a keepalive if idle long enough."""
@@ -44,14 +46,34 @@ class ServerState:
     metrics: Metrics
     feed_name: str
     started_ms: float = field(default_factory=now_ms)
-    clients: set[Client] = field(default_factory=set)
+    clients: dict[Client, str] = field(default_factory=dict)
+    per_ip: Counter[str] = field(default_factory=Counter)
     stopping: bool = False
 
-    def connected(self, client: Client) -> None:
-        self.clients.add(client)
-        self.metrics.connections.labels(client.transport).inc()
+    def __post_init__(self) -> None:
+        self.metrics.watch_outstanding(
+            lambda: sum(client.outstanding_bytes for client in self.clients)
+        )
+
+    def admit(self, client: Client, ip: str) -> str | None:
+        """Count a new streaming connection in, or say why it is refused (and count that)."""
+        c = self.config
+        if c.max_connections and len(self.clients) >= c.max_connections:
+            reason = "max_connections"
+        elif c.max_connections_per_ip and self.per_ip[ip] >= c.max_connections_per_ip:
+            reason = "max_connections_per_ip"
+        else:
+            self.clients[client] = ip
+            self.per_ip[ip] += 1
+            self.metrics.connections.labels(client.transport).inc()
+            return None
+        self.metrics.rate_limit_rejections.labels(reason).inc()
+        return reason
 
     def disconnected(self, client: Client) -> None:
-        if client in self.clients:
-            self.clients.discard(client)
+        ip = self.clients.pop(client, None)
+        if ip is not None:
+            self.per_ip[ip] -= 1
+            if not self.per_ip[ip]:
+                del self.per_ip[ip]
             self.metrics.connections.labels(client.transport).dec()

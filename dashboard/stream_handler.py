@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from asyncio import Future
 
 import tornado.http1connection
 import tornado.iostream
@@ -20,24 +21,29 @@ from dashboard.content_encoding import StreamCompressor, negotiate
 from dashboard.errors import BadRequest
 from dashboard.http_api import BaseHandler
 from dashboard.messages import heartbeat_message
+from dashboard.outlet import Outlet
 from dashboard.params import StreamRequest, stream_request
 from dashboard.payload import Form, Payload
 from dashboard.state import now_ms
 
 log = logging.getLogger(__name__)
 
+#: What a refused stream is told to wait before trying again.
+RETRY_AFTER_S = 5
 
-class _StreamHandler(BaseHandler):
+
+class _StreamHandler(Outlet, BaseHandler):
     transport: str
     form: Form
     content_type: str
 
     _compressor: StreamCompressor | None = None
-    _flushing = False
-    _pending = False
     _ended = False
     _last_write = 0.0
     _done: asyncio.Event | None = None
+    #: The flush in flight, and the future of bytes written while it was.
+    _flushing: Future[None] | None = None
+    _waiting: Future[None] | None = None
 
     def since(self) -> str | None:
         raise NotImplementedError
@@ -57,7 +63,10 @@ class _StreamHandler(BaseHandler):
         except BadRequest as e:
             return self.refuse(e)
         if self.state.stopping:
-            return self.refuse(BadRequest("server going away"), 503)
+            return self.unavailable("server going away")
+        refused = self.state.admit(self, self.request.remote_ip or "")
+        if refused is not None:
+            return self.unavailable(f"server full ({refused})")
         done = self._done = asyncio.Event()
         self._compressor = negotiate(self.request.headers.get("Accept-Encoding"))
         self.set_header("Content-Type", self.content_type)
@@ -66,41 +75,66 @@ class _StreamHandler(BaseHandler):
         self.set_header("Vary", "Accept-Encoding")
         if self._compressor is not None:
             self.set_header("Content-Encoding", self._compressor.name)
-        self.state.connected(self)
         try:
+            self.open_outbox(self.state.config.pace(request.max_hz), self.form)
             self.deliver(self.opening())
             self.state.hub.join(self, self.form, request.symbols, request.since, now_ms())
             await done.wait()
         finally:
+            self.close_outlet()
             self.state.hub.leave(self)
             self.state.disconnected(self)
         self._end()
 
+    def unavailable(self, message: str) -> None:
+        self.set_header("Retry-After", str(RETRY_AFTER_S))
+        self.refuse(BadRequest(message), 503)
+
+    def peer(self) -> str:
+        return self.request.remote_ip or "?"
+
     # -- hub → client -----------------------------------------------------------------------
 
-    def deliver(self, data: bytes) -> int:
+    def _write_bytes(self, data: bytes) -> Future[None] | None:
         if self._ended or self._iostream().closed():
-            return 0
+            return None
         if self._compressor is not None:
             data = self._compressor.chunk(data)
         self.write(data)
         self._last_write = now_ms()
-        self._pending = True
-        if not self._flushing:
-            self._flush()
-        return len(data)
+        if self._flushing is None:
+            return self._flush()
+        if self._waiting is None:
+            self._waiting = asyncio.get_running_loop().create_future()
+        return self._waiting
 
-    def _flush(self) -> None:
-        self._flushing = True
-        self._pending = False
-        self.flush().add_done_callback(self._flushed)
+    def _flush(self) -> Future[None]:
+        flushed = self.flush()
+        if not flushed.done():
+            self._flushing = flushed
+            flushed.add_done_callback(self._flushed)
+        return flushed
 
-    def _flushed(self, future: asyncio.Future[None]) -> None:
-        self._flushing = False
-        if future.cancelled() or future.exception() is not None:
+    def _flushed(self, future: Future[None]) -> None:
+        """The flush in flight is done: flush what was written meanwhile, and resolve its
+        future when that is taken too."""
+        self._flushing = None
+        if not future.cancelled() and future.exception() is not None:
             self.shutdown()
-        elif self._pending and not self._ended:
-            self._flush()
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        if self._ended:
+            waiting.cancel()
+            return
+        nxt = self._flush()
+        if nxt.done():
+            waiting.set_result(None)
+        else:
+            nxt.add_done_callback(lambda _: _resolve(waiting))
+
+    def _drop_slow(self) -> None:
+        self.abort()
 
     def _end(self) -> None:
         """Finish the response: the compressor's last bytes, then the terminating chunk."""
@@ -129,15 +163,18 @@ class _StreamHandler(BaseHandler):
 
     def keepalive(self, now: float) -> None:
         if now - self._last_write >= self.state.config.keepalive_s * 1000:
-            data = self.idle_bytes(now)
-            self.state.metrics.bytes_sent.labels(self.transport).inc(self.deliver(data))
+            self.state.metrics.bytes_sent.labels(self.transport).inc(
+                self.deliver(self.idle_bytes(now))
+            )
 
     def shutdown(self) -> None:
         if self._done is not None:
             self._done.set()
 
     def abort(self) -> None:
+        self._ended = True
         self._iostream().close()
+        self.shutdown()
 
 
 class SSEHandler(_StreamHandler):
@@ -169,3 +206,8 @@ class NDJSONHandler(_StreamHandler):
 
     def idle_bytes(self, now: float) -> bytes:
         return Payload(heartbeat_message(now)).form(Form.NDJSON)
+
+
+def _resolve(future: Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

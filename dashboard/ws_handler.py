@@ -2,7 +2,9 @@
 
 Frames are built once per batch by the hub (see :mod:`dashboard.wsframe`) and written here as
 they are, straight to the connection's stream: no per-client framing, masking or encoding.
-Tornado still owns the handshake, the reading side, pings and the closing handshake.
+Tornado still owns the handshake, the reading side and the closing handshake; pings are
+sent from the server's housekeeping so that a dead peer is aborted at once, not after
+Tornado's 5 s wait for a close frame it will never get.
 """
 
 from __future__ import annotations
@@ -16,25 +18,33 @@ import tornado.websocket
 
 from dashboard.errors import BadRequest
 from dashboard.http_api import BaseHandler
+from dashboard.limits import TokenBucket
 from dashboard.messages import error_message, pong_message
+from dashboard.outlet import Outlet
 from dashboard.params import Ping, StreamRequest, apply_op, client_op, stream_request
 from dashboard.payload import Form, Payload
 from dashboard.state import now_ms
 
 log = logging.getLogger(__name__)
 
+# RFC 6455 §7.4.1 and the IANA registry.
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
-class WebSocketHandler(tornado.websocket.WebSocketHandler, BaseHandler):
+class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     transport = "ws"
 
     _request: StreamRequest
-    _form: Form
+    _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
     #: True from open() until the close handshake starts: no data frame may follow a close.
     _live = False
+    _admitted = False
+    _ping_sent_at: float | None = None
+    _last_ping_at = 0.0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate the query before upgrading: a bad one gets a 400 and a JSON body."""
@@ -44,7 +54,6 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, BaseHandler):
             )
         except BadRequest as e:
             return self.refuse(e)
-        self._form = Form.websocket(self._request.encoding)
         await super().get(*args, **kwargs)
 
     def get_compression_options(self) -> None:
@@ -54,33 +63,53 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, BaseHandler):
     def open(self, *args: str, **kwargs: str) -> None:
         assert self.ws_connection is not None
         self._stream = self.ws_connection.stream
-        self._live = True
-        self.state.connected(self)
         if self.state.stopping:
             self.close(CLOSE_GOING_AWAY, "server going away")
             return
-        r = self._request
-        self.state.hub.join(self, self._form, r.symbols, r.since, now_ms())
+        refused = self.state.admit(self, self.request.remote_ip or "")
+        if refused is not None:
+            self.close(CLOSE_TRY_AGAIN_LATER, f"server full ({refused})")
+            return
+        self._admitted = True
+        self._live = True
+        c, r = self.state.config, self._request
+        self.open_outbox(c.pace(r.max_hz), Form.websocket(r.encoding))
+        rate = c.max_client_msgs_per_s
+        self._inbound = TokenBucket(rate, 2 * rate, self._loop.time())
+        self._last_ping_at = self._loop.time()
+        self.state.hub.join(self, self.outbox.form, r.symbols, r.since, now_ms())
+
+    def peer(self) -> str:
+        return self.request.remote_ip or "?"
 
     # -- hub → client -----------------------------------------------------------------------
 
-    def deliver(self, data: bytes) -> int:
+    def _write_bytes(self, data: bytes) -> Future[None] | None:
         stream = self._stream
         if not self._live or stream is None or stream.closed():
-            return 0
+            return None
         try:
-            written: Future[None] = stream.write(data)
+            return stream.write(data)
         except tornado.iostream.StreamClosedError:
-            return 0
-        written.add_done_callback(_retrieve)
-        return len(data)
+            return None
+
+    def _drop_slow(self) -> None:
+        """Close with 1013 (the client may never read it) and abort the socket now."""
+        self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
+        self.abort()
 
     def _reply(self, payload: Payload) -> None:
-        self.state.hub.send(self, self._form, payload)
+        self.state.hub.send(self, self.outbox.form, payload)
 
     # -- client → hub -----------------------------------------------------------------------
 
     def on_message(self, message: str | bytes) -> None:
+        if not self._live:
+            return
+        if not self._inbound.take(self._loop.time()):
+            self.state.metrics.rate_limit_rejections.labels("client_msgs").inc()
+            self.close(CLOSE_POLICY, "rate limit: too many messages")
+            return
         if isinstance(message, bytes):
             self.close(CLOSE_UNSUPPORTED, "binary messages are not accepted")
             return
@@ -96,31 +125,41 @@ class WebSocketHandler(tornado.websocket.WebSocketHandler, BaseHandler):
             self.state.metrics.client_errors.labels(e.code).inc()
             self._reply(Payload(error_message(e.code, e.message)))
 
+    def on_pong(self, data: bytes) -> None:
+        self._ping_sent_at = None
+
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._live = False
         super().close(code, reason)
 
     def on_close(self) -> None:
         self._live = False
-        self.state.hub.leave(self)
-        self.state.disconnected(self)
+        if self._admitted:
+            self.close_outlet()
+            self.state.hub.leave(self)
+            self.state.disconnected(self)
 
     # -- housekeeping -----------------------------------------------------------------------
 
     def keepalive(self, now: float) -> None:
-        """WebSocket liveness is Tornado's protocol ping (``websocket_ping_interval``)."""
+        """Ping every interval; a peer that has not answered within the timeout is dead."""
+        c = self.state.config
+        if not self._live or not c.ping_interval_s:
+            return
+        t = self._loop.time()
+        if self._ping_sent_at is not None:
+            if t - self._ping_sent_at >= c.ping_timeout_s:
+                self.state.metrics.dead_peers.labels(self.transport).inc()
+                log.info("ws client %s did not answer a ping; aborted", self.peer())
+                self.abort()
+        elif t - self._last_ping_at >= c.ping_interval_s:
+            self._ping_sent_at = self._last_ping_at = t
+            self.ping()
 
     def shutdown(self) -> None:
         self.close(CLOSE_GOING_AWAY, "server going away")
 
     def abort(self) -> None:
+        self._live = False
         if self._stream is not None:
             self._stream.close()
-
-
-def _retrieve(future: Future[None]) -> None:
-    """A write to a client that went away fails; that is handled by ``on_close``, and the
-    exception is retrieved so it is not logged as never retrieved."""
-    if not future.cancelled():
-        future.exception()
-

@@ -4,6 +4,7 @@ decodes SSE / NDJSON (optionally brotli or gzip, incrementally) as bytes arrive.
 from __future__ import annotations
 
 import asyncio
+import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,3 +164,11 @@ class StreamClient:
             if "data" in fields:
                 data = orjson.loads("\n".join(fields["data"]))
                 return fields["id"][0], fields["event"][0], data
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.escape(name + (f"{{{selector}}}" if labels else "")) + r" ([0-9.e+-]+)$"
+    match = re.search(pattern, text, re.MULTILINE)
+    assert match, f"{name} {labels} not in /metrics"
+    return float(match.group(1))

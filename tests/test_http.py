@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
 import pytest
 import tornado.httpclient
 
-from tests.clients import WSClient, http_url
+from tests.clients import WSClient, http_url, metric
 
 
 async def get(server, path: str) -> tornado.httpclient.HTTPResponse:
     return await tornado.httpclient.AsyncHTTPClient().fetch(
         http_url(server, path), raise_error=False
     )
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    selector = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pattern = re.escape(name + (f"{{{selector}}}" if labels else "")) + r" ([0-9.e+-]+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"{name} {labels} not in /metrics"
-    return float(match.group(1))
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -1,0 +1,143 @@
+"""The I/O side of flow control, shared by every streaming transport.
+
+A transport provides ``_write_bytes`` (hand bytes to the socket, returning a future that
+resolves once the kernel has taken them) and ``_drop_slow`` (close and abort a stuck
+client). This mixin feeds the pure :class:`~dashboard.flow.Outbox` with what happens —
+writes taken or not, drains, timers — and writes what it says, counting and logging each
+step of the ladder once per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from asyncio import Future
+
+from dashboard.flow import Outbox, Pace, Phase
+from dashboard.payload import Form, Payload
+from dashboard.state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+class Outlet:
+    state: ServerState
+    transport: str
+    outbox: Outbox
+    _wake: asyncio.TimerHandle | None = None
+    _stuck_timer: asyncio.TimerHandle | None = None
+    _fell_behind = False
+    _conflated_counted = 0
+    _latest: Future[None] | None = None
+    #: Bytes handed to the transport since the kernel last took everything: an upper bound
+    #: of what the server holds for this client.
+    outstanding_bytes = 0
+
+    def _write_bytes(self, data: bytes) -> Future[None] | None:
+        """Hand ``data`` to the socket; None when the connection is gone."""
+        raise NotImplementedError
+
+    def _drop_slow(self) -> None:
+        raise NotImplementedError
+
+    def peer(self) -> str:
+        raise NotImplementedError
+
+    def open_outbox(self, pace: Pace, form: Form) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.outbox = Outbox(pace, form, self.state.table.array, self._loop.time())
+
+    # -- what the hub calls -----------------------------------------------------------------
+
+    def offer(self, payload: Payload, data: bytes) -> int:
+        """A batch for this client: written now, or merged into what it is owed."""
+        out = self.outbox.offer(self._loop.time(), payload, data)
+        if out is None:
+            self._arm_wake()
+            return 0
+        return self._send(out, paced=True)
+
+    def deliver(self, data: bytes) -> int:
+        """A snapshot or a reply: written now, outside the pace (but it can still find the
+        socket full, which starts the slow-client clock like any write)."""
+        return self._send(data, paced=False)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _send(self, data: bytes, paced: bool) -> int:
+        written = self._write_bytes(data)
+        if written is None:
+            return 0
+        taken = written.done()
+        if taken:
+            self.outstanding_bytes = 0
+        else:
+            self.outstanding_bytes += len(data)
+            self._latest = written
+            written.add_done_callback(self._drained)
+        if self.outbox.wrote(self._loop.time(), len(data), taken, paced) is Phase.BEHIND:
+            self._behind()
+        if self.outbox.conflated != self._conflated_counted:
+            merged = self.outbox.conflated - self._conflated_counted
+            self._conflated_counted = self.outbox.conflated
+            self.state.metrics.conflated_ticks.labels(self.transport).inc(merged)
+        return len(data)
+
+    def _behind(self) -> None:
+        m = self.state.metrics
+        m.slow_client_steps.labels(self.transport, "behind").inc()
+        if not self._fell_behind:
+            self._fell_behind = True
+            log.info("%s client %s fell behind; conflating", self.transport, self.peer())
+        timeout = self.outbox.pace.slow_client_timeout_s
+        self._stuck_timer = self._loop.call_later(timeout, self._check_stuck)
+
+    def _drained(self, future: Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved: a failed write is handled by the close path
+        if future is not self._latest:
+            return  # writes complete in order: only the latest one means all are taken
+        self._latest = None
+        self.outstanding_bytes = 0
+        if self.outbox.drained(self._loop.time()) is Phase.LIVE:
+            self.state.metrics.slow_client_steps.labels(self.transport, "caught_up").inc()
+            if self._stuck_timer is not None:
+                self._stuck_timer.cancel()
+                self._stuck_timer = None
+        self._flush_due()
+
+    def _flush_due(self) -> None:
+        self._wake = None
+        data = self.outbox.due(self._loop.time())
+        if data is None:
+            self._arm_wake()
+            return
+        n = self._send(data, paced=True)
+        m = self.state.metrics
+        m.frames_sent.labels(self.transport).inc()
+        m.bytes_sent.labels(self.transport).inc(n)
+
+    def _arm_wake(self) -> None:
+        if self._wake is not None:
+            return
+        at = self.outbox.wake_at(self._loop.time())
+        if at is not None:
+            self._wake = self._loop.call_at(at, self._flush_due)
+
+    def _check_stuck(self) -> None:
+        self._stuck_timer = None
+        if self.outbox.expired(self._loop.time()):
+            self.state.metrics.slow_client_steps.labels(self.transport, "dropped").inc()
+            self.state.metrics.slow_consumers_dropped.labels(self.transport).inc()
+            log.warning(
+                "%s client %s stuck for %gs; dropped", self.transport, self.peer(),
+                self.outbox.pace.slow_client_timeout_s,
+            )
+            self._drop_slow()
+
+    def close_outlet(self) -> None:
+        """Cancel this connection's timers (it is gone)."""
+        for timer in (self._wake, self._stuck_timer):
+            if timer is not None:
+                timer.cancel()
+        self._wake = self._stuck_timer = None
