@@ -77,7 +77,15 @@ class Outbox:
 
     def due(self, now: float) -> bytes | None:
         """The pending merged frame, if there is one and it may be written now."""
-        if self.phase is not Phase.LIVE or not self._pending or now < self.ready_at(now):
+        if self.phase is not Phase.LIVE or now < self.ready_at(now):
+            return None
+        return self.take_pending()
+
+    def take_pending(self) -> bytes | None:
+        """The pending merged frame now, whatever the pace: a snapshot must not overtake
+        batches it does not reflect, or the client would see their seq as old and skip
+        them."""
+        if not self._pending or self.phase is Phase.DROPPED:
             return None
         payload, conflated = self._pending.take(self._names)
         self.conflated += conflated

@@ -31,8 +31,9 @@ class Subscriber(Protocol):
         client's flow control; how many bytes were written now (0: held and conflated)."""
         ...
 
-    def deliver(self, data: bytes) -> int:
-        """A snapshot or reply, written now; how many bytes were written."""
+    def deliver(self, data: bytes, after_pending: bool = False) -> int:
+        """A snapshot or reply, written now; how many bytes were written. A snapshot comes
+        ``after_pending``: batches the client is still owed are written before it."""
         ...
 
 
@@ -82,7 +83,8 @@ class Hub:
         added = selection.indices[[i not in old for i in selection.indices.tolist()]]
         self._remove(sub)
         if len(added):
-            self.send(sub, form, self._snapshot(Selection(len(self.table), added), False, now_ms))
+            snapshot = self._snapshot(Selection(len(self.table), added), False, now_ms)
+            self._count(form, 1, sub.deliver(snapshot.form(form), after_pending=True))
         self._add(sub, selection, form)
 
     def send(self, sub: Subscriber, form: Form, payload: Payload) -> None:

@@ -57,10 +57,16 @@ class Outlet:
             return 0
         return self._send(out, paced=True)
 
-    def deliver(self, data: bytes) -> int:
+    def deliver(self, data: bytes, after_pending: bool = False) -> int:
         """A snapshot or a reply: written now, outside the pace (but it can still find the
-        socket full, which starts the slow-client clock like any write)."""
-        return self._send(data, paced=False)
+        socket full, which starts the slow-client clock like any write). A snapshot comes
+        ``after_pending``: what the client is still owed goes out first, in seq order."""
+        written = 0
+        if after_pending and (pending := self.outbox.take_pending()) is not None:
+            written = self._send(pending, paced=True)
+            self.state.metrics.frames_sent.labels(self.transport).inc()
+            self.state.metrics.bytes_sent.labels(self.transport).inc(written)
+        return written + self._send(data, paced=False)
 
     # -- writing ----------------------------------------------------------------------------
 

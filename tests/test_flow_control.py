@@ -260,3 +260,25 @@ async def test_a_peer_that_answers_pings_stays(start_server):
         await ws.recv()
     await ws.send({"op": "ping", "id": 1})
     assert (await ws.recv_type("pong"))["id"] == 1
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_throttled_client_that_subscribes_gets_everything_in_seq_order(start_server):
+    server = await start_server(symbols=10)
+    ws = await WSClient.connect(server, "symbols=AAPL&max_hz=2")
+    last = (await ws.recv_type("snapshot"))["seq"]
+    first_batch = await ws.recv()
+    assert first_batch["type"] == "batch"
+    last = first_batch["seq"]
+    await asyncio.sleep(0.2)  # batches pile up behind the pace
+    await ws.send({"op": "subscribe", "symbols": ["MSFT"]})
+    kinds = []
+    while "snapshot" not in kinds or len(kinds) < kinds.index("snapshot") + 3:
+        msg = await ws.recv()
+        kinds.append(msg["type"])
+        if msg["type"] == "snapshot":
+            assert msg["seq"] == last, "the snapshot reflects exactly what was already sent"
+        else:
+            assert msg.get("first_seq", msg["seq"]) == last + 1
+            last = msg["seq"]
+    assert kinds[0] == "batch", "what was owed went out before the snapshot"

@@ -29,7 +29,7 @@ class Recorder:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
-    def deliver(self, data: bytes) -> int:
+    def deliver(self, data: bytes, after_pending: bool = False) -> int:
         self.frames.append(data)
         return len(data)
 
