@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -35,3 +36,13 @@ def start_server(io_loop: IOLoop) -> Iterator[StartServer]:
     yield start
     for server in started:
         io_loop.run_sync(server.stop, timeout=10)
+
+
+def require(available: bool, what: str) -> None:
+    """Skip a test whose component is missing here, but fail it where it must run:
+    ``.ci/run`` sets DASHBOARD_TEST_STRICT=1 after installing every component."""
+    if available:
+        return
+    if os.environ.get("DASHBOARD_TEST_STRICT") == "1":
+        pytest.fail(f"{what} is required (DASHBOARD_TEST_STRICT=1)")
+    pytest.skip(f"{what} is not installed here")

@@ -1,98 +1,476 @@
-// First page: live quotes in a table over one WebSocket (JSON encoding). State per symbol in
-// a Map, drawn once per animation frame; feed strings are rendered as text, never as HTML.
+// The dashboard page: a live watchlist and a candlestick chart fed by WebSocket (brotli or
+// deflate frames), Server-Sent Events or an NDJSON HTTP stream, with resume by seq.
+//
+// State lives per symbol in a Map and is drawn once per animation frame; messages only
+// update state. Every feed string is rendered with textContent, never as HTML.
 
-const rows = new Map(); // sym -> {tr, cells, last, open, volume, ts, dir}
-const tbody = document.querySelector("#quotes tbody");
-const status = document.getElementById("status");
-let lastSeq = null;
-let gaps = 0;
-let dirty = false;
-let attempt = 0;
+import {
+  createChart, CandlestickSeries, HistogramSeries,
+} from "./vendor/lightweight-charts.standalone.production.mjs";
+import { inflateSync, strFromU8 } from "./vendor/fflate.mjs";
 
-function row(sym) {
-  let r = rows.get(sym);
-  if (!r) {
-    const tr = document.createElement("tr");
-    const cells = [];
-    for (let i = 0; i < 7; i++) cells.push(tr.appendChild(document.createElement("td")));
-    cells[0].textContent = sym;
-    r = { tr, cells, last: NaN, open: NaN, bid: NaN, ask: NaN, volume: 0, ts: 0, dir: 0 };
-    rows.set(sym, r);
-    const after = [...rows.keys()].sort().indexOf(sym);
-    tbody.insertBefore(tr, tbody.children[after] || null);
+const params = new URLSearchParams(location.search);
+const STALE_MS = 3000;
+const FLASH_MS = 350;
+const LATENCY_SAMPLES = 4096;
+const MAX_BACKOFF_MS = 15000;
+
+// ---------------------------------------------------------------------------------------
+// Market state
+
+/** @type {Map<string, {sym:string,last:number,open:number,bid:number,ask:number,volume:number,
+ *   ts:number,dir:number,flashAt:number,dirty:boolean,row:HTMLTableRowElement|null}>} */
+const quotes = new Map();
+const view = {
+  lastSeq: null, gaps: 0, duplicates: 0, applied: 0, resets: 0,
+  selected: params.get("symbol"), interval: "1s",
+  lastMessageAt: 0, transport: null, encoding: null, state: "connecting", attempt: 0,
+};
+// Counters for the status bar, turned into rates once a second.
+const counters = { msgs: 0, ticks: 0, wireBytes: 0, jsonBytes: 0, busyMs: 0 };
+const latencies = new Float64Array(LATENCY_SAMPLES);
+let latencyCount = 0;
+const pendingLatency = []; // tick ts applied since the last frame
+let structureDirty = true;
+
+function quote(sym) {
+  let q = quotes.get(sym);
+  if (!q) {
+    q = { sym, last: NaN, open: NaN, bid: NaN, ask: NaN, volume: 0, ts: 0, dir: 0,
+          flashAt: 0, dirty: true, row: null };
+    quotes.set(sym, q);
+    structureDirty = true;
   }
-  return r;
+  return q;
 }
 
-function applySnapshot(q) {
+function applySnapshot(msg) {
+  const q = msg.quotes;
+  if (msg.reset) {
+    view.resets += 1;
+    for (const s of quotes.values()) { s.volume = 0; s.dirty = true; }
+  }
   for (let i = 0; i < q.sym.length; i++) {
-    const r = row(q.sym[i]);
-    Object.assign(r, { last: q.price[i], bid: q.bid[i], ask: q.ask[i], ts: q.ts[i],
-                       open: q.open[i], volume: q.volume[i], dir: 0 });
+    const s = quote(q.sym[i]);
+    s.last = q.price[i]; s.bid = q.bid[i]; s.ask = q.ask[i]; s.ts = q.ts[i];
+    s.open = q.open[i]; s.volume = q.volume[i]; s.dirty = true;
   }
+  if (!view.selected && q.sym.length) view.selected = q.sym[0];
+  chart.reseed();
 }
 
-function applyBatch(t) {
+function applyBatch(msg) {
+  const t = msg.ticks;
+  const now = Date.now();
   for (let i = 0; i < t.sym.length; i++) {
-    const r = row(t.sym[i]);
-    r.dir = Math.sign(t.price[i] - r.last) || r.dir;
-    if (Number.isNaN(r.open)) r.open = t.price[i];
-    r.last = t.price[i]; r.bid = t.bid[i]; r.ask = t.ask[i]; r.ts = t.ts[i];
-    r.volume += t.size[i];
+    const s = quote(t.sym[i]);
+    const price = t.price[i];
+    if (!Number.isNaN(s.last) && price !== s.last) {
+      s.dir = price > s.last ? 1 : -1;
+      s.flashAt = now;
+    }
+    if (Number.isNaN(s.open)) s.open = price;
+    s.last = price; s.bid = t.bid[i]; s.ask = t.ask[i]; s.ts = t.ts[i];
+    s.volume += t.size[i];
+    s.dirty = true;
+    if (s.sym === view.selected) chart.tick(t.ts[i], price, t.size[i]);
+    pendingLatency.push(t.ts[i]);
   }
+  counters.ticks += t.sym.length;
 }
 
+/** One contract message, in the order received; the time it takes counts as busy. */
 function onMessage(msg) {
+  const started = performance.now();
+  handleMessage(msg);
+  counters.busyMs += performance.now() - started;
+}
+
+/** Duplicates are dropped, gaps counted, a reset snapshot reseeds. */
+function handleMessage(msg) {
+  view.lastMessageAt = performance.now();
+  counters.msgs += 1;
   if (msg.type === "snapshot") {
-    applySnapshot(msg.quotes);
-    lastSeq = msg.seq;
+    if (!msg.reset && view.lastSeq !== null && msg.seq < view.lastSeq) return;
+    applySnapshot(msg);
+    view.lastSeq = msg.seq;
   } else if (msg.type === "batch") {
     const first = msg.first_seq ?? msg.seq;
-    if (lastSeq !== null && first <= lastSeq) return; // already shown
-    if (lastSeq !== null && first > lastSeq + 1) gaps += first - lastSeq - 1;
-    applyBatch(msg.ticks);
-    lastSeq = msg.seq;
-  } else {
-    return;
-  }
-  dirty = true;
-}
-
-function draw() {
-  if (dirty) {
-    dirty = false;
-    for (const r of rows.values()) {
-      const c = r.cells;
-      const chg = ((r.last - r.open) / r.open) * 100;
-      c[1].textContent = r.last.toFixed(2);
-      c[1].className = r.dir > 0 ? "up" : r.dir < 0 ? "down" : "";
-      c[2].textContent = Number.isFinite(chg) ? chg.toFixed(2) : "";
-      c[2].className = chg > 0 ? "up" : chg < 0 ? "down" : "";
-      c[3].textContent = r.bid.toFixed(2);
-      c[4].textContent = r.ask.toFixed(2);
-      c[5].textContent = String(r.volume);
-      c[6].textContent = new Date(r.ts).toLocaleTimeString();
+    if (view.lastSeq !== null && msg.seq <= view.lastSeq) {
+      view.duplicates += 1;
+      return;
     }
-    status.textContent = `live · seq ${lastSeq} · gaps ${gaps}`;
+    if (view.lastSeq !== null && first > view.lastSeq + 1) view.gaps += first - view.lastSeq - 1;
+    applyBatch(msg);
+    view.lastSeq = msg.seq;
+    view.applied += 1;
   }
-  requestAnimationFrame(draw);
+  if (view.state !== "live") setState("live");
 }
 
-function connect() {
-  const url = new URL("ws", location.href);
+// ---------------------------------------------------------------------------------------
+// Transports: each calls onMessage in order, onOpen once connected, onDown when lost.
+
+function streamUrl(path, extra) {
+  const url = new URL(path, location.href);
+  const symbols = params.get("symbols");
+  if (symbols) url.searchParams.set("symbols", symbols);
+  const hz = params.get("max_hz");
+  if (hz) url.searchParams.set("max_hz", hz);
+  for (const [k, v] of Object.entries(extra)) if (v !== null) url.searchParams.set(k, String(v));
+  return url;
+}
+
+function supports(format) {
+  try { new DecompressionStream(format); return true; } catch { return false; }
+}
+
+async function decompress(buffer, format) {
+  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream(format));
+  return new Response(stream).text();
+}
+
+function openWebSocket(handlers) {
+  const encoding = params.get("encoding") || (supports("brotli") ? "br" : "deflate");
+  const format = encoding === "br" ? "brotli" : "deflate-raw";
+  const url = streamUrl("ws", { encoding, since: view.lastSeq });
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  if (lastSeq !== null) url.searchParams.set("since", String(lastSeq));
   const ws = new WebSocket(url);
-  ws.onopen = () => { attempt = 0; status.dataset.state = "live"; };
-  ws.onmessage = (e) => onMessage(JSON.parse(e.data));
-  ws.onclose = () => {
-    attempt += 1;
-    status.dataset.state = "reconnecting";
-    status.textContent = `reconnecting (attempt ${attempt})…`;
-    const delay = Math.min(10000, 250 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    setTimeout(connect, delay);
+  ws.binaryType = "arraybuffer";
+  // Deflate frames are inflated synchronously (fflate): a busy tab would otherwise queue
+  // every frame behind several task hops of the stream machinery. Brotli has no small
+  // synchronous decoder, so it takes DecompressionStream, in order.
+  let chain = Promise.resolve();
+  let opened = false;
+  ws.onopen = () => { opened = true; handlers.onOpen("ws", encoding); };
+  ws.onmessage = (e) => {
+    if (typeof e.data === "string") {
+      counters.wireBytes += e.data.length;
+      counters.jsonBytes += e.data.length;
+      chain = chain.then(() => handlers.onMessage(JSON.parse(e.data)));
+      return;
+    }
+    counters.wireBytes += e.data.byteLength;
+    if (encoding === "deflate") {
+      const json = strFromU8(inflateSync(new Uint8Array(e.data)));
+      counters.jsonBytes += json.length;
+      handlers.onMessage(JSON.parse(json));
+      return;
+    }
+    const text = decompress(e.data, format); // started now, in parallel; applied in order
+    chain = chain.then(() => text).then((json) => {
+      counters.jsonBytes += json.length;
+      handlers.onMessage(JSON.parse(json));
+    });
   };
+  ws.onclose = (e) => handlers.onDown(opened, e.code);
+  return () => { ws.onclose = null; ws.close(); };
 }
 
-connect();
-requestAnimationFrame(draw);
+function openEventSource(handlers) {
+  const url = streamUrl("sse", { last_event_id: view.lastSeq });
+  const es = new EventSource(url);
+  let opened = false;
+  const take = (e) => {
+    counters.wireBytes += e.data.length; // decoded size: the browser hides the wire
+    counters.jsonBytes += e.data.length;
+    handlers.onMessage(JSON.parse(e.data));
+  };
+  es.onopen = () => { opened = true; handlers.onOpen("sse", "json"); };
+  es.addEventListener("batch", take);
+  es.addEventListener("snapshot", take);
+  // EventSource would reconnect on its own, without backoff or attempt counts: we do it.
+  es.onerror = () => { es.close(); handlers.onDown(opened, null); };
+  return () => es.close();
+}
+
+function openStream(handlers) {
+  const controller = new AbortController();
+  const url = streamUrl("stream", { since: view.lastSeq });
+  let opened = false;
+  (async () => {
+    const response = await fetch(url, { signal: controller.signal, cache: "no-store" });
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    opened = true;
+    handlers.onOpen("stream", "json");
+    // Pulling at our own pace: the server sees backpressure when this tab is busy.
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let nl;
+      while ((nl = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (!line) continue;
+        counters.wireBytes += line.length + 1;
+        counters.jsonBytes += line.length + 1;
+        const msg = JSON.parse(line);
+        if (msg.type !== "heartbeat") handlers.onMessage(msg);
+        else view.lastMessageAt = performance.now();
+      }
+    }
+  })().then(
+    () => handlers.onDown(opened, null),
+    (err) => { if (!controller.signal.aborted) handlers.onDown(opened, null, err); },
+  );
+  return () => controller.abort();
+}
+
+const TRANSPORTS = { ws: openWebSocket, sse: openEventSource, stream: openStream };
+
+const connection = {
+  forced: params.get("transport"),
+  kind: null,
+  close: null,
+  wsFailures: 0,
+  timer: 0,
+
+  start() {
+    this.kind = TRANSPORTS[this.forced] ? this.forced : "ws";
+    this.open();
+  },
+
+  open() {
+    setState(view.attempt ? "reconnecting" : "connecting");
+    this.close = TRANSPORTS[this.kind]({
+      onOpen: (transport, encoding) => {
+        view.transport = transport; view.encoding = encoding;
+        view.attempt = 0;
+        if (transport === "ws") this.wsFailures = 0;
+        setState("live");
+      },
+      onMessage,
+      onDown: (opened, code) => this.down(opened, code),
+    });
+  },
+
+  down(opened, code) {
+    this.close = null;
+    if (this.kind === "ws" && !opened && !this.forced && ++this.wsFailures >= 2) {
+      this.kind = "sse"; // WebSocket does not get through here (a proxy?): fall back
+    }
+    if (code === 1008) console.warn("server refused the connection (policy)");
+    view.attempt += 1;
+    setState("reconnecting");
+    // Exponential backoff with full jitter; 1013 (try again later) starts higher.
+    const base = Math.min(MAX_BACKOFF_MS, (code === 1013 ? 2000 : 250) * 2 ** (view.attempt - 1));
+    this.timer = setTimeout(() => this.open(), base / 2 + Math.random() * base / 2);
+  },
+};
+
+function setState(state) {
+  view.state = state;
+  const el = document.getElementById("status");
+  el.dataset.state = state;
+  el.textContent = state === "reconnecting" ? `reconnecting (attempt ${view.attempt})` : state;
+  const t = document.getElementById("transport");
+  t.textContent = view.transport ? `${view.transport} · ${view.encoding}` : "–";
+  t.parentElement.dataset.transport = view.transport || "";
+  t.parentElement.dataset.encoding = view.encoding || "";
+}
+
+// ---------------------------------------------------------------------------------------
+// Watchlist
+
+const tbody = document.querySelector("#watchlist tbody");
+const filterBox = document.getElementById("filter");
+const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "");
+const decimals = (x) => (Math.abs(x) < 1 ? 4 : 2);
+
+function buildRow(q) {
+  const tr = document.createElement("tr");
+  tr.dataset.sym = q.sym;
+  for (let i = 0; i < 8; i++) tr.appendChild(document.createElement("td"));
+  tr.cells[0].textContent = q.sym;
+  tr.addEventListener("click", () => select(q.sym));
+  q.row = tr;
+  return tr;
+}
+
+function layoutRows() {
+  const needle = filterBox.value.trim().toUpperCase();
+  const syms = [...quotes.keys()].sort();
+  const frag = document.createDocumentFragment();
+  for (const sym of syms) {
+    const q = quotes.get(sym);
+    const tr = q.row || buildRow(q);
+    tr.hidden = needle !== "" && !sym.toUpperCase().includes(needle);
+    tr.setAttribute("aria-selected", String(sym === view.selected));
+    frag.appendChild(tr);
+  }
+  tbody.replaceChildren(frag);
+  structureDirty = false;
+}
+
+function drawRow(q, now) {
+  const c = q.row.cells;
+  const d = decimals(q.last);
+  const chg = q.last - q.open;
+  const pct = (chg / q.open) * 100;
+  c[1].textContent = fmt(q.last, d);
+  c[2].textContent = fmt(chg, d);
+  c[3].textContent = Number.isFinite(pct) ? `${(Math.abs(pct) < 0.005 ? 0 : pct).toFixed(2)}%` : "";
+  c[4].textContent = fmt(q.bid, d);
+  c[5].textContent = fmt(q.ask, d);
+  c[6].textContent = fmt(q.ask - q.bid, d);
+  c[7].textContent = q.volume.toLocaleString();
+  const sign = chg > 0 ? "pos" : chg < 0 ? "neg" : "";
+  c[2].className = c[3].className = sign;
+  c[1].className = now - q.flashAt < FLASH_MS ? (q.dir > 0 ? "flash-up" : "flash-down") : "";
+  q.dirty = now - q.flashAt < FLASH_MS; // redraw once more to clear the flash
+}
+
+function select(sym) {
+  if (!quotes.has(sym)) return;
+  view.selected = sym;
+  structureDirty = true;
+  chart.reseed();
+}
+
+filterBox.addEventListener("input", () => { structureDirty = true; });
+
+// ---------------------------------------------------------------------------------------
+// Chart: 1 s or 1 min candlesticks with a volume pane, seeded from /api/bars, then live.
+
+const chart = (() => {
+  const el = document.getElementById("chart");
+  const c = createChart(el, {
+    autoSize: true,
+    layout: { background: { color: "#131722" }, textColor: "#d1d4dc", attributionLogo: true },
+    grid: { vertLines: { color: "#1e222d" }, horzLines: { color: "#1e222d" } },
+    timeScale: { timeVisible: true, secondsVisible: true, barSpacing: 9, rightOffset: 4 },
+  });
+  const candles = c.addSeries(CandlestickSeries, {
+    upColor: "#26a69a", downColor: "#ef5350", wickUpColor: "#26a69a",
+    wickDownColor: "#ef5350", borderVisible: false,
+  });
+  const volume = c.addSeries(HistogramSeries, { priceFormat: { type: "volume" }, color: "#2962ff88" }, 1);
+  c.panes()[1]?.setHeight(90);
+  let bar = null; // the newest bar, updated by ticks
+  let seeding = 0; // ticks that arrive while bars load are replayed on top
+  let early = [];
+  let dirty = false;
+
+  function seconds() { return view.interval === "1m" ? 60 : 1; }
+
+  async function reseed() {
+    const sym = view.selected;
+    if (!sym) return;
+    document.getElementById("chart-symbol").textContent = sym;
+    const token = ++seeding;
+    early = [];
+    const url = new URL("api/bars", location.href);
+    url.search = new URLSearchParams({ symbol: sym, interval: view.interval, limit: "600" });
+    let data;
+    try {
+      data = await (await fetch(url, { cache: "no-store" })).json();
+    } catch { return; }
+    if (token !== seeding || !data.t) return;
+    const bars = data.t.map((t, i) => ({ time: t, open: data.o[i], high: data.h[i],
+                                         low: data.l[i], close: data.c[i], volume: data.v[i] }));
+    candles.setData(bars.map(({ volume: _, ...b }) => b));
+    volume.setData(bars.map((b) => ({ time: b.time, value: b.volume })));
+    bar = bars.length ? { ...bars[bars.length - 1] } : null;
+    seeding = 0;
+    for (const [ts, price, size] of early) tick(ts, price, size);
+    early = [];
+  }
+
+  function tick(ts, price, size) {
+    if (seeding) { early.push([ts, price, size]); return; }
+    const step = seconds();
+    const time = Math.floor(ts / 1000 / step) * step;
+    if (bar && time < bar.time) return; // already in the seeded bars
+    if (!bar || time > bar.time) {
+      bar = { time, open: price, high: price, low: price, close: price, volume: 0 };
+    }
+    bar.high = Math.max(bar.high, price);
+    bar.low = Math.min(bar.low, price);
+    bar.close = price;
+    bar.volume += size;
+    dirty = true;
+  }
+
+  function draw() {
+    if (!dirty || !bar) return;
+    dirty = false;
+    const { volume: v, ...ohlc } = bar;
+    candles.update(ohlc);
+    volume.update({ time: bar.time, value: v });
+  }
+
+  for (const button of document.querySelectorAll("#intervals button")) {
+    button.addEventListener("click", () => {
+      view.interval = button.dataset.interval;
+      for (const b of document.querySelectorAll("#intervals button")) {
+        b.setAttribute("aria-pressed", String(b === button));
+      }
+      reseed();
+    });
+  }
+  return { reseed, tick, draw };
+})();
+
+// ---------------------------------------------------------------------------------------
+// Drawing, once per animation frame, and the status bar, once a second.
+
+function frame() {
+  const started = performance.now();
+  const now = Date.now();
+  if (structureDirty) layoutRows();
+  for (const q of quotes.values()) if (q.dirty && q.row) drawRow(q, now);
+  chart.draw();
+  for (const ts of pendingLatency) {
+    latencies[latencyCount++ % LATENCY_SAMPLES] = now - ts;
+  }
+  pendingLatency.length = 0;
+  if (view.state === "live" && performance.now() - view.lastMessageAt > STALE_MS) {
+    setState("stale");
+  }
+  counters.busyMs += performance.now() - started;
+  requestAnimationFrame(frame);
+}
+
+function human(bytes) {
+  if (bytes >= 1 << 20) return `${(bytes / (1 << 20)).toFixed(1)} MB`;
+  if (bytes >= 1 << 10) return `${(bytes / (1 << 10)).toFixed(1)} kB`;
+  return `${Math.round(bytes)} B`;
+}
+
+function percentile(sorted, p) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN;
+}
+
+let lastTick = performance.now();
+function everySecond() {
+  const now = performance.now();
+  const dt = (now - lastTick) / 1000;
+  lastTick = now;
+  const n = Math.min(latencyCount, LATENCY_SAMPLES);
+  const sorted = latencies.slice(0, n).sort();
+  const p50 = percentile(sorted, 0.5);
+  const p99 = percentile(sorted, 0.99);
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+  set("msgs-rate", Math.round(counters.msgs / dt));
+  set("ticks-rate", Math.round(counters.ticks / dt));
+  set("bytes-rate", human(counters.wireBytes / dt));
+  set("ratio", counters.wireBytes && counters.jsonBytes !== counters.wireBytes
+    ? `${(counters.jsonBytes / counters.wireBytes).toFixed(1)}× smaller` : "uncompressed");
+  set("latency", Number.isFinite(p50) ? `p50 ${p50.toFixed(0)} ms · p99 ${p99.toFixed(0)} ms` : "–");
+  set("seq", view.lastSeq ?? "–");
+  set("gaps", view.gaps);
+  window.__dashboard.busy = counters.busyMs / (dt * 1000);
+  window.__dashboard.latency = { p50, p99 };
+  for (const k of Object.keys(counters)) counters[k] = 0;
+  latencyCount = 0;
+}
+
+// For tests and for people poking at the page from the console.
+window.__dashboard = { view, quotes, busy: 0, latency: null };
+
+connection.start();
+requestAnimationFrame(frame);
+setInterval(everySecond, 1000);

@@ -1,0 +1,185 @@
+"""The dashboard page in a real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feeds.simulator import SimulatorFeed
+from tests.conftest import TEST_CONFIG, require
+from tests.threaded import ServerThread
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("DASHBOARD_TEST_ARTIFACTS", "test-artifacts"))
+CONFIG = dataclasses.replace(TEST_CONFIG, batch_ms=50.0, symbols=30, tick_rate=1500.0)
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    require(shutil.which(CHROMIUM) is not None, "Debian's chromium (/usr/bin/chromium)")
+    require(importlib.util.find_spec("playwright") is not None, "Playwright's Python package")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        ])
+        yield browser
+        browser.close()
+
+
+class Page:
+    """A page with its console errors and alerts collected."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.page = browser.new_page(viewport={"width": 1400, "height": 800})
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(url)
+
+    def view(self) -> dict:
+        return self.page.evaluate(
+            "() => { const v = window.__dashboard.view; return {state: v.state, "
+            "transport: v.transport, encoding: v.encoding, seq: v.lastSeq, gaps: v.gaps, "
+            "duplicates: v.duplicates, applied: v.applied, resets: v.resets, "
+            "attempt: v.attempt}; }"
+        )
+
+    def wait_state(self, state: str, timeout_ms: float = 15000) -> None:
+        self.page.wait_for_selector(f'#status[data-state="{state}"]', timeout=timeout_ms)
+
+    def wait_applied(self, more_than: int, timeout_ms: float = 15000) -> None:
+        self.page.wait_for_function(
+            f"() => window.__dashboard.view.applied > {more_than}", timeout=timeout_ms
+        )
+
+    def close(self) -> None:
+        self.page.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ServerThread]:
+    s = ServerThread(CONFIG).start()
+    yield s
+    s.close()
+
+
+def test_the_page_goes_live_over_websocket_and_draws_watchlist_and_chart(browser, server):
+    page = Page(browser, server.url)
+    page.wait_state("live")
+    page.wait_applied(20)
+    view = page.view()
+    assert view["transport"] == "ws" and view["encoding"] in ("br", "deflate")
+    transport = page.page.inner_text("#transport")
+    assert transport == f"ws · {view['encoding']}"
+    rows = page.page.locator("#watchlist tbody tr")
+    assert rows.count() == 30
+    aapl = page.page.locator('#watchlist tr[data-sym="AAPL"] td')
+    first = aapl.nth(1).inner_text()
+    page.page.wait_for_function(
+        "(p) => document.querySelector('#watchlist tr[data-sym=\"AAPL\"]').cells[1]"
+        ".textContent !== p", arg=first, timeout=15000,
+    )
+    assert re.fullmatch(r"\d+\.\d{2}", aapl.nth(4).inner_text())  # bid
+    assert page.page.locator("#chart canvas").count() > 0
+    status = page.page.inner_text("#statusbar")
+    assert "msg/s" in status and "ticks/s" in status and "p50" in status
+    assert view["gaps"] == 0 and view["duplicates"] == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+    assert page.errors == []
+    page.close()
+
+
+def test_filter_select_and_interval(browser, server):
+    page = Page(browser, server.url)
+    page.wait_state("live")
+    page.wait_applied(5)
+    page.page.fill("#filter", "ms")
+    visible = page.page.locator("#watchlist tbody tr:visible")
+    page.page.wait_for_function(
+        "() => [...document.querySelectorAll('#watchlist tbody tr')]"
+        ".filter(r => !r.hidden).length === 1"
+    )
+    assert visible.first.get_attribute("data-sym") == "MSFT"
+    visible.first.click()
+    page.page.wait_for_function("() => document.querySelector('#chart-symbol').textContent "
+                                "=== 'MSFT'")
+    assert visible.first.get_attribute("aria-selected") == "true"
+    with page.page.expect_response(lambda r: "interval=1m" in r.url and r.status == 200):
+        page.page.click('#intervals button[data-interval="1m"]')
+    assert page.page.get_attribute('#intervals button[data-interval="1m"]',
+                                   "aria-pressed") == "true"
+    assert page.errors == []
+    page.close()
+
+
+@pytest.mark.parametrize("transport", ["sse", "stream"])
+def test_sse_and_http_streaming_transports(browser, server, transport):
+    page = Page(browser, server.url + f"?transport={transport}")
+    page.wait_state("live")
+    page.wait_applied(20)
+    view = page.view()
+    assert view["transport"] == transport and view["encoding"] == "json"
+    assert view["gaps"] == 0 and view["duplicates"] == 0
+    assert page.errors == []
+    page.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse"])
+def test_a_server_restart_shows_reconnecting_then_live_and_resumes(browser, server, transport):
+    page = Page(browser, server.url + f"?transport={transport}")
+    page.wait_state("live")
+    page.wait_applied(10)
+    before = page.view()
+    server.stop()
+    page.page.wait_for_function(
+        "() => /^reconnecting \\(attempt \\d+\\)$/.test("
+        "document.querySelector('#status').textContent)", timeout=15000,
+    )
+    server.start()  # same port
+    page.wait_state("live", timeout_ms=30000)
+    page.wait_applied(before["applied"] + 10, timeout_ms=30000)
+    after = page.view()
+    assert after["transport"] == transport
+    assert after["seq"] > before["seq"]
+    # A restarted server cannot replay the old one's batches: the page reseeds from a
+    # reset snapshot, shows nothing twice, and does not count the restart as a gap.
+    assert after["resets"] >= 1
+    assert after["duplicates"] == 0 and after["gaps"] == 0
+    errors = [e for e in page.errors if "ERR_CONNECTION_REFUSED" not in e
+              and "Failed to load resource" not in e and "WebSocket connection" not in e]
+    assert errors == []
+    page.close()
+
+
+def test_a_hostile_symbol_name_is_shown_as_text(browser):
+    def feed() -> SimulatorFeed:
+        return SimulatorFeed.from_symbols(["AAPL", HOSTILE], 200.0, seed=1)
+
+    server = ServerThread(CONFIG, feed=feed).start()
+    try:
+        page = Page(browser, server.url + f"?symbol={HOSTILE}")
+        page.wait_state("live")
+        page.wait_applied(5)
+        page.page.wait_for_function("(s) => window.__dashboard.quotes.has(s)", arg=HOSTILE)
+        cell = page.page.locator("#watchlist tbody tr td:first-child", has_text="onerror")
+        assert cell.inner_text() == HOSTILE
+        assert page.page.locator("#watchlist img, #chart-head img").count() == 0
+        assert page.dialogs == []
+        assert page.errors == []
+        page.close()
+    finally:
+        server.close()
