@@ -54,13 +54,6 @@ def _port(raw: str) -> int:
     return int(raw)
 
 
-def _int(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
-
-
 def _count(raw: str) -> int:
     if not raw.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {raw!r}")
@@ -95,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
       help="simulated symbol count, or names: AAPL,MSFT (default %(default)s)")
     a("--tick-rate", type=_number(float, 0, 1e6, False), default=d.tick_rate,
       help="simulated ticks per second over all symbols (default %(default)g)")
-    a("--seed", type=_int, default=d.seed, help="makes simulated prices repeatable")
+    a("--seed", type=_count, default=d.seed, help="makes simulated prices repeatable")
     a("--batch-ms", type=_number(float, 1, 10_000), default=d.batch_ms,
       help="coalescing interval in ms (default %(default)g)")
     a("--history-s", type=_number(float, 0, 86_400), default=d.history_s,
@@ -163,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         server = Server(config)
-    except ConfigError as e:
+    except (ConfigError, FeedError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(asyncio.run(run(server)))

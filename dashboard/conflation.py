@@ -9,6 +9,8 @@ an unthrottled client's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -54,11 +56,11 @@ class Conflator:
     def __bool__(self) -> bool:
         return self._batches > 0
 
-    def add(self, payload: Payload) -> None:
-        batch, ticks = payload.batch, payload.ticks
-        assert batch is not None and ticks is not None, "only batches are conflated"
+    def add(self, batch: Batch, ticks: Ticks, shared: Payload | None = None) -> None:
+        """Hold ``batch`` (``ticks``: filtered to the client's selection); ``shared`` is the
+        payload every client got for it, sent as is if it turns out to be alone."""
         if not self._batches:
-            self._first, self._first_seq = payload, batch.seq
+            self._first, self._first_seq = shared, batch.seq
         self._batches += 1
         self._last = batch
         self._parts.append(ticks)
@@ -66,13 +68,19 @@ class Conflator:
         if len(self._parts) > MERGE_AFTER:
             self._parts = [latest_per_symbol(Ticks.concat(self._parts))]
 
+    def restrict(self, keep: Callable[[Ticks], Ticks]) -> None:
+        """Drop held ticks of symbols the client no longer subscribes to."""
+        self._parts = [keep(part) for part in self._parts]
+        self.ticks_in = sum(len(part) for part in self._parts)
+        self._first = None  # the shared bytes may hold a dropped symbol
+
     def take(self, names: npt.NDArray[np.object_]) -> tuple[Payload, int]:
         """The message standing for everything held, and how many ticks it merged away.
 
         A single held batch goes out as the shared payload itself (same bytes as everyone).
         """
-        assert self._last is not None and self._first is not None
-        if self._batches == 1:
+        assert self._last is not None
+        if self._batches == 1 and self._first is not None:
             payload, conflated = self._first, 0
         else:
             merged = latest_per_symbol(Ticks.concat(self._parts))

@@ -21,6 +21,7 @@ Time is in seconds from any monotonic origin, passed in.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy.typing as npt
 from dashboard.conflation import Conflator
 from dashboard.limits import TokenBucket
 from dashboard.payload import Form, Payload
+from feeds.base import Ticks
 
 
 class Phase(enum.Enum):
@@ -72,7 +74,8 @@ class Outbox:
             return None
         if self.phase is Phase.LIVE and not self._pending and now >= self.ready_at(now):
             return data
-        self._pending.add(payload)
+        assert payload.batch is not None and payload.ticks is not None, "offer batches only"
+        self._pending.add(payload.batch, payload.ticks, payload)
         return self.due(now)
 
     def due(self, now: float) -> bytes | None:
@@ -97,6 +100,10 @@ class Outbox:
         if self.phase is not Phase.LIVE or not self._pending:
             return None
         return self.ready_at(now)
+
+    def restrict(self, keep: Callable[[Ticks], Ticks]) -> None:
+        """The client changed its subscription: what it is owed keeps only its symbols."""
+        self._pending.restrict(keep)
 
     def ready_at(self, now: float) -> float:
         at = self._next_frame_at

@@ -120,7 +120,7 @@ class PageHandler(tornado.web.StaticFileHandler):
     def get_content_type(self) -> str:
         """Module scripts must be served as JavaScript, and ``.mjs`` is not in every
         ``mimetypes`` table."""
-        if self.absolute_path.endswith((".js", ".mjs")):
+        if (self.absolute_path or "").endswith((".js", ".mjs")):
             return "text/javascript; charset=utf-8"
         return super().get_content_type()
 

@@ -8,16 +8,26 @@ that failed is skipped and cleans itself up.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from dashboard.batcher import Batch, Batcher, Seq
+from dashboard.conflation import Conflator
 from dashboard.messages import batch_message, snapshot_message
 from dashboard.metrics import Metrics
 from dashboard.payload import Form, Payload
 from dashboard.symbols import Selection, SymbolTable
+
+#: A resume of more batches than this gets one merged catch-up message instead of a replay:
+#: replaying minutes of batches one by one would cost the server (and every other client)
+#: far more than the client gains from seeing each of them.
+MAX_EXACT_REPLAY = 200
+#: Encoded batch payloads kept for resumes (each holds every form built for it).
+MAX_RECENT_PAYLOADS = 1024
+MAX_CACHED_SNAPSHOTS = 64
 
 TRANSPORT_OF_FORM = {
     Form.WS_JSON: "ws", Form.WS_BR: "ws", Form.WS_DEFLATE: "ws",
@@ -36,6 +46,10 @@ class Subscriber(Protocol):
         ``after_pending``: batches the client is still owed are written before it."""
         ...
 
+    def restrict(self, selection: Selection) -> None:
+        """The subscription changed: drop what is owed for symbols no longer in it."""
+        ...
+
 
 class Hub:
     def __init__(self, batcher: Batcher, table: SymbolTable, metrics: Metrics) -> None:
@@ -46,6 +60,9 @@ class Hub:
         self._groups: dict[tuple[Selection, Form], set[Subscriber]] = {}
         self._member: dict[Subscriber, tuple[Selection, Form]] = {}
         self._snapshots: dict[tuple[frozenset[int] | None, bool], Payload] = {}
+        #: Recent batch payloads by (seq, selection): live fan-out fills it, so clients
+        #: resuming after a blip replay bytes that were already encoded.
+        self._recent: OrderedDict[tuple[Seq, frozenset[int] | None], Payload] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._member)
@@ -69,9 +86,16 @@ class Hub:
             replay = self.batcher.resume(since).replay
             if replay is None:
                 self.send(sub, form, self._snapshot(selection, reset=True, now_ms=now_ms))
-            for batch in replay or ():
-                payload = self._batch_payload(batch, selection)
-                self._count(form, 1, sub.offer(payload, payload.form(form)))
+            elif len(replay) > MAX_EXACT_REPLAY:
+                # Far behind: one message that catches up, like any slow client's.
+                caught_up = Conflator()
+                for batch in replay:
+                    caught_up.add(batch, selection.select(batch.ticks))
+                self.send(sub, form, caught_up.take(self.table.array)[0])
+            else:
+                for batch in replay:
+                    payload = self._batch_payload(batch, selection)
+                    self._count(form, 1, sub.offer(payload, payload.form(form)))
         self._add(sub, selection, form)
 
     def resubscribe(
@@ -82,8 +106,12 @@ class Hub:
         selection = self._acquire(indices)
         added = selection.indices[[i not in old for i in selection.indices.tolist()]]
         self._remove(sub)
+        sub.restrict(selection)
         if len(added):
-            snapshot = self._snapshot(Selection(len(self.table), added), False, now_ms)
+            snapshot = Payload(snapshot_message(  # not cached: rarely shared
+                self.batcher.quotes, added, self.table.array,
+                seq=self.batcher.seq, now_ms=now_ms, reset=False,
+            ))
             self._count(form, 1, sub.deliver(snapshot.form(form), after_pending=True))
         self._add(sub, selection, form)
 
@@ -142,6 +170,8 @@ class Hub:
         key = (selection.key, reset)
         payload = self._snapshots.get(key)
         if payload is None:
+            if len(self._snapshots) >= MAX_CACHED_SNAPSHOTS:
+                self._snapshots.clear()
             payload = Payload(snapshot_message(
                 self.batcher.quotes, selection.indices, self.table.array,
                 seq=self.batcher.seq, now_ms=now_ms, reset=reset,
@@ -150,8 +180,15 @@ class Hub:
         return payload
 
     def _batch_payload(self, batch: Batch, selection: Selection) -> Payload:
-        ticks = selection.select(batch.ticks)
-        return Payload(batch_message(batch, ticks, self.table.array), batch, ticks)
+        key = (batch.seq, selection.key)
+        payload = self._recent.get(key)
+        if payload is None:
+            ticks = selection.select(batch.ticks)
+            payload = Payload(batch_message(batch, ticks, self.table.array), batch, ticks)
+            self._recent[key] = payload
+            if len(self._recent) > MAX_RECENT_PAYLOADS:
+                self._recent.popitem(last=False)
+        return payload
 
     def snapshot(self, indices: npt.NDArray[np.int32] | None, now_ms: float) -> Payload:
         """A snapshot for an HTTP request (not cached: nothing shares it)."""

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# ``*_created`` series double the exposition and no dashboard reads them.
+disable_created_metrics()
 
 TRANSPORTS = ("ws", "sse", "stream")
 

@@ -16,6 +16,7 @@ from asyncio import Future
 from dashboard.flow import Outbox, Pace, Phase
 from dashboard.payload import Form, Payload
 from dashboard.state import ServerState
+from dashboard.symbols import Selection
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,14 @@ class Outlet:
         """A snapshot or a reply: written now, outside the pace (but it can still find the
         socket full, which starts the slow-client clock like any write). A snapshot comes
         ``after_pending``: what the client is still owed goes out first, in seq order."""
-        written = 0
         if after_pending and (pending := self.outbox.take_pending()) is not None:
-            written = self._send(pending, paced=True)
+            n = self._send(pending, paced=True)
             self.state.metrics.frames_sent.labels(self.transport).inc()
-            self.state.metrics.bytes_sent.labels(self.transport).inc(written)
-        return written + self._send(data, paced=False)
+            self.state.metrics.bytes_sent.labels(self.transport).inc(n)
+        return self._send(data, paced=False)
+
+    def restrict(self, selection: Selection) -> None:
+        self.outbox.restrict(selection.select)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -113,7 +116,9 @@ class Outlet:
         self._flush_due()
 
     def _flush_due(self) -> None:
-        self._wake = None
+        if self._wake is not None:  # called by a drain before the timer fired
+            self._wake.cancel()
+            self._wake = None
         data = self.outbox.due(self._loop.time())
         if data is None:
             self._arm_wake()

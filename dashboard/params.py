@@ -25,6 +25,8 @@ Query = Callable[[str], str | None]
 
 #: Client messages are small JSON objects; anything larger is refused (WebSocket close 1009).
 MAX_CLIENT_MESSAGE_BYTES = 4096
+#: A ping id is echoed back; it is a correlation token, not a payload.
+MAX_PING_ID = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,12 @@ def client_op(text: str | bytes, table: SymbolTable) -> ClientOp:
         raise BadRequest("message must be a JSON object")
     op = msg.get("op")
     if op == "ping":
-        return Ping(msg.get("id"))
+        ping_id = msg.get("id")
+        if not (ping_id is None or isinstance(ping_id, int | float | bool)
+                or (isinstance(ping_id, str) and len(ping_id) <= MAX_PING_ID)):
+            raise BadRequest(f"ping id must be a number, null or a string of at most "
+                             f"{MAX_PING_ID} characters")
+        return Ping(ping_id)
     if op in ("subscribe", "unsubscribe"):
         names = msg.get("symbols")
         if not isinstance(names, list):

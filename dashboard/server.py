@@ -145,7 +145,10 @@ class Server:
             await asyncio.sleep(HOUSEKEEPING_S)
             now = now_ms()
             for client in list(state.clients):
-                client.keepalive(now)
+                try:
+                    client.keepalive(now)
+                except Exception:  # one client's trouble must not stop the others' pings
+                    log.exception("keepalive of a %s client failed", client.transport)
 
     async def stop(self) -> None:
         """Refuse new clients, close WebSockets with 1001 and end streams, wait up to the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from asyncio import Future
 
 import tornado.http1connection
@@ -67,6 +68,7 @@ class _StreamHandler(Outlet, BaseHandler):
         refused = self.state.admit(self, self.request.remote_ip or "")
         if refused is not None:
             return self.unavailable(f"server full ({refused})")
+        self._detect_dead_peer()
         done = self._done = asyncio.Event()
         self._compressor = negotiate(self.request.headers.get("Accept-Encoding"))
         self.set_header("Content-Type", self.content_type)
@@ -85,6 +87,14 @@ class _StreamHandler(Outlet, BaseHandler):
             self.state.hub.leave(self)
             self.state.disconnected(self)
         self._end()
+
+    def _detect_dead_peer(self) -> None:
+        """A stream has no pings; a peer that vanished (no FIN, no RST) is noticed by the
+        kernel when the next keepalive stays unacknowledged past the ping timeout."""
+        timeout_ms = int(self.state.config.ping_timeout_s * 1000)
+        if timeout_ms and hasattr(socket, "TCP_USER_TIMEOUT"):
+            sock = self._iostream().socket
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
     def unavailable(self, message: str) -> None:
         self.set_header("Retry-After", str(RETRY_AFTER_S))

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 # RFC 6455 §7.4.1 and the IANA registry.
 CLOSE_GOING_AWAY = 1001
-CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -110,11 +109,10 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
             self.state.metrics.rate_limit_rejections.labels("client_msgs").inc()
             self.close(CLOSE_POLICY, "rate limit: too many messages")
             return
-        if isinstance(message, bytes):
-            self.close(CLOSE_UNSUPPORTED, "binary messages are not accepted")
-            return
         hub = self.state.hub
         try:
+            if isinstance(message, bytes):
+                raise BadRequest("client messages are JSON text frames, not binary")
             op = client_op(message, self.state.table)
             if isinstance(op, Ping):
                 self._reply(Payload(pong_message(op.id, now_ms())))
@@ -124,6 +122,11 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         except BadRequest as e:
             self.state.metrics.client_errors.labels(e.code).inc()
             self._reply(Payload(error_message(e.code, e.message)))
+        except Exception:
+            log.exception("client message from %s failed", self.peer())
+            self.state.metrics.client_errors.labels("internal_error").inc()
+            self._reply(Payload(error_message("internal_error", "the message could not be "
+                                              "handled; the connection goes on")))
 
     def on_pong(self, data: bytes) -> None:
         self._ping_sent_at = None
@@ -144,7 +147,8 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     def keepalive(self, now: float) -> None:
         """Ping every interval; a peer that has not answered within the timeout is dead."""
         c = self.state.config
-        if not self._live or not c.ping_interval_s:
+        closing = self.ws_connection is None or self.ws_connection.is_closing()
+        if not self._live or closing or not c.ping_interval_s:
             return
         t = self._loop.time()
         if self._ping_sent_at is not None:

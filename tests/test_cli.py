@@ -29,6 +29,7 @@ class _At:
     (["--tick-rate", "-5"], "--tick-rate"),
     (["--batch-ms", "nan"], "--batch-ms"),
     (["--seed", "x"], "--seed"),
+    (["--seed", "-1"], "--seed"),
     (["--feed", "nasdaq-direct"], "--feed"),
     (["--no-such-flag"], "--no-such-flag"),
 ])

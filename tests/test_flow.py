@@ -33,6 +33,10 @@ class Batches:
         return Payload(batch_message(batch, batch.ticks, TABLE.array), batch, batch.ticks)
 
 
+def hold(c: Conflator, p: Payload) -> None:
+    c.add(p.batch, p.ticks, p)
+
+
 def message(data: bytes) -> dict:
     return orjson.loads(data)
 
@@ -72,7 +76,7 @@ def test_latest_per_symbol_keeps_last_quote_and_sums_sizes_in_order_of_last_tick
 def test_a_single_held_batch_goes_out_as_the_shared_payload():
     b, c = Batches(), Conflator()
     p = b.next([(0, 10.0, 0, 1)])
-    c.add(p)
+    c.add(p.batch, p.ticks, p)
     out, conflated = c.take(TABLE.array)
     assert out is p and conflated == 0
     assert not c
@@ -81,10 +85,10 @@ def test_a_single_held_batch_goes_out_as_the_shared_payload():
 def test_held_batches_merge_into_one_message_with_first_seq_and_conflated():
     b, c = Batches(), Conflator()
     first = b.next([(0, 10.0, 0, 1), (1, 20.0, 1, 1)])
-    c.add(first)
-    c.add(b.next([(0, 10.5, 2, 1)]))
+    c.add(first.batch, first.ticks, first)
+    hold(c, b.next([(0, 10.5, 2, 1)]))
     last = b.next([(0, 10.6, 3, 2), (2, 30.0, 4, 1)])
-    c.add(last)
+    hold(c, last)
     out, conflated = c.take(TABLE.array)
     msg = message(out.json)
     assert msg["type"] == "batch"
@@ -96,10 +100,18 @@ def test_held_batches_merge_into_one_message_with_first_seq_and_conflated():
     assert conflated == msg["conflated"] == 5 - 3
 
 
+def test_restricting_drops_unsubscribed_symbols_even_from_a_single_shared_batch():
+    b, c = Batches(), Conflator()
+    hold(c, b.next([(0, 10.0, 0, 1), (1, 20.0, 1, 1)]))
+    c.restrict(lambda t: t.take(t.sym != 0))
+    out, conflated = c.take(TABLE.array)
+    assert message(out.json)["ticks"]["sym"] == ["MSFT"] and conflated == 0
+
+
 def test_memory_is_bounded_by_symbols_not_by_how_long_a_client_is_behind():
     b, c = Batches(), Conflator()
     for i in range(10 * MERGE_AFTER):
-        c.add(b.next([(i % 3, 10.0 + i / 100, i, 1)]))
+        hold(c, b.next([(i % 3, 10.0 + i / 100, i, 1)]))
         assert len(c._parts) <= MERGE_AFTER + 1
         assert sum(len(p) for p in c._parts) <= MERGE_AFTER + len(NAMES)
     msg = message(c.take(TABLE.array)[0].json)

@@ -36,6 +36,9 @@ class Recorder:
     def offer(self, payload, data: bytes) -> int:
         return self.deliver(data)
 
+    def restrict(self, selection) -> None:
+        pass
+
 
 def make_hub() -> tuple[Hub, Batcher]:
     table = SymbolTable(NAMES)

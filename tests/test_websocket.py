@@ -8,6 +8,7 @@ import orjson
 import pytest
 import tornado.httpclient
 
+from dashboard.hub import MAX_EXACT_REPLAY
 from tests.clients import WSClient, http_url
 from tests.rawws import RawWebSocket
 
@@ -101,12 +102,15 @@ async def test_bad_client_messages_get_an_error_and_the_stream_goes_on(start_ser
     server = await start_server()
     ws = await WSClient.connect(server, encoding=encoding)
     await ws.recv_type("snapshot")
+    deep = '{"op":"ping","id":' + "[" * 300 + "]" * 300 + "}"
     for text, code in [
         ("{not json", "bad_request"),
+        (deep, "bad_request"),
+        (b'{"op":"ping","id":1}', "bad_request"),  # a binary frame
         ('{"op":"dance"}', "unknown_op"),
         ('{"op":"subscribe","symbols":["NOPE"]}', "unknown_symbol"),
     ]:
-        await ws.conn.write_message(text)
+        await ws.conn.write_message(text, binary=isinstance(text, bytes))
         error = await ws.recv_type("error")
         assert error["code"] == code and error["message"]
     last = (await ws.recv_type("batch"))["seq"]
@@ -181,3 +185,21 @@ async def test_the_server_sends_protocol_pings(start_server):
         opcodes.append(opcode)
     assert opcodes[0] == 0x1, "the snapshot (a text frame) comes first"
     raw.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_resume_from_far_back_gets_one_catch_up_message(start_server):
+    server = await start_server(batch_ms=5, history_s=30)
+    ws = await WSClient.connect(server)
+    since = (await ws.recv_type("snapshot"))["seq"]
+    ws.close()
+    while server.state.batcher.seq < since + MAX_EXACT_REPLAY + 50:
+        await asyncio.sleep(0.05)
+    again = await WSClient.connect(server, f"since={since}")
+    caught_up = await again.recv()
+    assert caught_up["type"] == "batch"
+    assert caught_up["first_seq"] == since + 1
+    assert caught_up["seq"] >= since + MAX_EXACT_REPLAY + 50
+    assert caught_up["conflated"] > 0
+    assert len(set(caught_up["ticks"]["sym"])) == len(caught_up["ticks"]["sym"])
+    assert (await again.recv())["seq"] == caught_up["seq"] + 1
