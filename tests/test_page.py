@@ -94,6 +94,13 @@ def test_the_page_goes_live_over_websocket_and_draws_watchlist_and_chart(browser
     )
     assert re.fullmatch(r"\d+\.\d{2}", aapl.nth(4).inner_text())  # bid
     assert page.page.locator("#chart canvas").count() > 0
+    # The chart's newest bar moves with the ticks of the selected symbol.
+    bar = page.page.evaluate("() => window.__dashboard.chart.lastBar()")
+    assert bar is not None and bar["low"] <= bar["close"] <= bar["high"]
+    page.page.wait_for_function(
+        "(b) => { const n = window.__dashboard.chart.lastBar(); return n.time > b.time "
+        "|| n.volume > b.volume; }", arg=bar, timeout=15000,
+    )
     status = page.page.inner_text("#statusbar")
     assert "msg/s" in status and "ticks/s" in status and "p50" in status
     assert view["gaps"] == 0 and view["duplicates"] == 0

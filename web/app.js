@@ -411,7 +411,7 @@ const chart = (() => {
       reseed();
     });
   }
-  return { reseed, tick, draw };
+  return { reseed, tick, draw, lastBar: () => (bar ? { ...bar } : null) };
 })();
 
 // ---------------------------------------------------------------------------------------
@@ -469,7 +469,7 @@ function everySecond() {
 }
 
 // For tests and for people poking at the page from the console.
-window.__dashboard = { view, quotes, busy: 0, latency: null };
+window.__dashboard = { view, quotes, chart, busy: 0, latency: null };
 
 connection.start();
 requestAnimationFrame(frame);
