@@ -60,6 +60,19 @@ def _count(raw: str) -> int:
     return int(raw)
 
 
+def _option(raw: str) -> tuple[str, str]:
+    key, sep, value = raw.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {raw!r}")
+    return key.strip(), value
+
+
+def _ws_url(raw: str) -> str:
+    if not re.fullmatch(r"wss?://[^\s/?#]+(/[^\s]*)?", raw):
+        raise argparse.ArgumentTypeError(f"expected a ws:// or wss:// URL, got {raw!r}")
+    return raw
+
+
 def _symbols(raw: str) -> int | tuple[str, ...]:
     """A count (``100``) or names (``AAPL,MSFT``)."""
     if raw.isdigit():
@@ -83,7 +96,15 @@ def parser() -> argparse.ArgumentParser:
     a("--version", action="version", version=f"{PROG} {__version__}")
     a("--host", default=d.host, help="address to listen on (default %(default)s)")
     a("--port", type=_port, default=d.port, help="port; 0 picks a free one (default %(default)s)")
-    a("--feed", default=d.feed, help="feed adapter (default %(default)s: the simulator)")
+    a("--feed", default=d.feed,
+      help="feed: sim (the simulator, default), binance, coinbase, replay, an installed "
+           "plug-in, or package.module:ClassName")
+    a("--feed-url", default=d.feed_url, type=_ws_url,
+      help="replaces the exchange's WebSocket base URL")
+    a("--feed-option", action="append", default=[], type=_option, metavar="KEY=VALUE",
+      help="an option for the feed (repeatable), e.g. path=ticks.jsonl speed=10")
+    a("--record", default=d.record_path, metavar="FILE",
+      help="write every tick of the feed to FILE (JSON lines) for --feed replay")
     a("--symbols", type=_symbols, default=d.symbols,
       help="simulated symbol count, or names: AAPL,MSFT (default %(default)s)")
     a("--tick-rate", type=_number(float, 0, 1e6, False), default=d.tick_rate,
@@ -120,7 +141,9 @@ def parser() -> argparse.ArgumentParser:
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
     ns = parser().parse_args(argv)
     config = Config(
-        host=ns.host, port=ns.port, feed=ns.feed, symbols=ns.symbols, tick_rate=ns.tick_rate,
+        host=ns.host, port=ns.port, feed=ns.feed, feed_url=ns.feed_url,
+        feed_options=tuple(ns.feed_option), record_path=ns.record,
+        symbols=ns.symbols, tick_rate=ns.tick_rate,
         seed=ns.seed, batch_ms=ns.batch_ms, history_s=ns.history_s,
         ping_interval_s=ns.ping_interval, ping_timeout_s=ns.ping_timeout,
         max_hz=ns.max_hz, max_bytes_per_s=ns.max_bytes_per_s,

@@ -17,6 +17,12 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8888
     feed: str = "sim"
+    #: Replaces the exchange's WebSocket base URL (regional endpoints, proxies, tests).
+    feed_url: str | None = None
+    #: ``--feed-option key=value`` pairs, passed to the adapter as strings.
+    feed_options: tuple[tuple[str, str], ...] = ()
+    #: Write every tick the feed yields to this file (JSON lines) for ``--feed replay``.
+    record_path: str | None = None
     #: A count of simulated symbols, or explicit names.
     symbols: int | tuple[str, ...] = 100
     #: Simulated ticks per second over all symbols.

@@ -64,6 +64,7 @@ class HealthHandler(BaseHandler):
             "seq": s.batcher.seq,
             "symbols": len(s.table),
             "connections": len(s.clients),
+            "feeds": [{"name": s.feed_name, **s.feed_health.as_json()}],
             "uptime_s": round((now_ms() - s.started_ms) / 1000, 3),
         }), 503 if s.stopping else 200)
 

@@ -3,7 +3,7 @@ in tests without their counters mixing)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -12,6 +12,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from feeds.base import FeedHealth, FeedState
 
 # ``*_created`` series double the exposition and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -83,5 +87,34 @@ class Metrics:
             registry=self.registry,
         ).set_function(total)
 
+    def watch_feed(self, name: str, health: FeedHealth) -> None:
+        self.registry.register(_FeedCollector(name, health))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _FeedCollector(Collector):
+    """A feed's own counters, read at scrape time (the feed keeps plain integers)."""
+
+    def __init__(self, name: str, health: FeedHealth) -> None:
+        self.name = name
+        self.health = health
+
+    def collect(self) -> Iterable[Metric]:
+        h = self.health
+        for metric, help_text, value in (
+            ("messages", "Messages received from the feed's source.", h.messages),
+            ("reconnects", "Times the feed reconnected to its source.", h.reconnects),
+            ("gaps", "Messages the source sent that the feed missed (sequence gaps).", h.gaps),
+            ("parse_errors", "Malformed messages counted and skipped.", h.parse_errors),
+        ):
+            family = CounterMetricFamily(f"dashboard_feed_{metric}", help_text, labels=["feed"])
+            family.add_metric([self.name], value)
+            yield family
+        state = GaugeMetricFamily(
+            "dashboard_feed_state", "1 for the feed's current state.", labels=["feed", "state"]
+        )
+        for s in FeedState:
+            state.add_metric([self.name, s.value], 1.0 if h.state is s else 0.0)
+        yield state

@@ -34,7 +34,8 @@ from dashboard.state import ServerState, now_ms
 from dashboard.stream_handler import NDJSONHandler, SSEHandler
 from dashboard.symbols import SymbolTable
 from dashboard.ws_handler import WebSocketHandler
-from feeds.base import Feed
+from feeds.base import Feed, FeedState
+from feeds.record import RecordWriter
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Server:
         self.port = 0
         self._http: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._recorder: RecordWriter | None = None
         self.state: ServerState | None = None
 
     @property
@@ -93,13 +95,16 @@ class Server:
         """Start the feed, then listen. Raises ``FeedError`` or ``OSError`` when it cannot."""
         c = self.config
         await self.feed.start()
+        if c.record_path:
+            self._recorder = RecordWriter(c.record_path, self.feed.name, self.feed.symbols)
         table = SymbolTable(self.feed.symbols)
         batcher = Batcher(table.names, c.history_s, first_seq=int(now_ms()))
         metrics = Metrics()
         state = self.state = ServerState(
             config=c, table=table, batcher=batcher, hub=Hub(batcher, table, metrics),
-            metrics=metrics, feed_name=self.feed.name,
+            metrics=metrics, feed_name=self.feed.name, feed_health=self.feed.health,
         )
+        metrics.watch_feed(self.feed.name, self.feed.health)
         sockets = tornado.netutil.bind_sockets(c.port, c.host, family=_family(c.host))
         self.port = sockets[0].getsockname()[1]
         self._http = tornado.httpserver.HTTPServer(make_app(state), idle_connection_timeout=60)
@@ -116,10 +121,16 @@ class Server:
             async for ticks in self.feed:
                 state.batcher.add(ticks)
                 state.metrics.ticks_in.inc(len(ticks))
+                if self._recorder is not None:
+                    self._recorder.write(ticks, now_ms())
         except Exception:
             log.exception("feed %s failed; no more ticks will arrive", self.feed.name)
             return
-        if not state.stopping:
+        if state.stopping:
+            return
+        if self.feed.health.state is FeedState.STOPPED:  # a replay that finished, say
+            log.info("feed %s ended", self.feed.name)
+        else:
             log.error("feed %s ended; no more ticks will arrive", self.feed.name)
 
     async def _batch_clock(self, state: ServerState) -> None:
@@ -144,6 +155,8 @@ class Server:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             now = now_ms()
+            if self._recorder is not None:
+                self._recorder.flush()
             for client in list(state.clients):
                 try:
                     client.keepalive(now)
@@ -156,6 +169,8 @@ class Server:
         state = self.state
         if state is None:
             await self.feed.stop()
+            if self._recorder is not None:
+                self._recorder.close()
             return
         if state.stopping:
             return
@@ -175,6 +190,8 @@ class Server:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.feed.stop()
+        if self._recorder is not None:
+            self._recorder.close()
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http.close_all_connections(), 0.5)

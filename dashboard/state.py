@@ -12,6 +12,7 @@ from dashboard.config import Config
 from dashboard.hub import Hub
 from dashboard.metrics import Metrics
 from dashboard.symbols import SymbolTable
+from feeds.base import FeedHealth
 
 
 def now_ms() -> float:
@@ -45,6 +46,7 @@ class ServerState:
     hub: Hub
     metrics: Metrics
     feed_name: str
+    feed_health: FeedHealth
     started_ms: float = field(default_factory=now_ms)
     clients: dict[Client, str] = field(default_factory=dict)
     per_ip: Counter[str] = field(default_factory=Counter)

@@ -1,4 +1,5 @@
-"""The feed interface every adapter implements: the simulator now, exchanges later.
+"""The feed interface every adapter implements: the simulator, the exchanges, replay, and
+third-party plug-ins (``docs/feeds.md`` has a complete example).
 
 A feed knows its symbols up front and yields :class:`Ticks` — columns of numpy arrays, one row
 per tick — as they arrive. Columns, not tick objects, because the batcher, the hub and the
@@ -6,18 +7,23 @@ encoders all work on whole columns at once.
 
 Lifecycle::
 
-    feed = SomeFeed(...)
+    feed = SomeFeed.create(FeedSpec(symbols=("BTCUSDT",), options={...}))
     await feed.start()            # connect, warm up; raises FeedError if it cannot
     async for ticks in feed:      # runs until stop() is called
         ...
     await feed.stop()             # idempotent; ends the iteration cleanly
+
+Health: ``feed.health`` is a :class:`FeedHealth` the feed keeps up to date; the server shows
+it in ``/healthz`` and ``/metrics``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import enum
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +36,71 @@ IndexArray = npt.NDArray[np.int32]
 
 class FeedError(Exception):
     """A feed could not be built or started (bad option, unreachable source)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """What the command line says about the feed: ``--symbols``, ``--feed-url``,
+    ``--feed-option key=value`` (strings, for the adapter to parse), and the simulator's
+    ``--tick-rate`` and ``--seed``."""
+
+    symbols: int | tuple[str, ...] = 100
+    url: str | None = None
+    options: Mapping[str, str] = field(default_factory=dict)
+    tick_rate: float = 2000.0
+    seed: int | None = None
+
+    def names(self, feed: str) -> tuple[str, ...]:
+        """Explicit symbol names, which every real feed needs."""
+        if isinstance(self.symbols, int):
+            raise FeedError(f"{feed} needs symbol names: --symbols A,B,...")
+        return self.symbols
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+    def number(self, key: str, default: float) -> float:
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise FeedError(f"--feed-option {key}= must be a number, got {raw!r}") from None
+
+
+class FeedState(enum.Enum):
+    STARTING = "starting"
+    LIVE = "live"
+    STALE = "stale"  # connected, but nothing (not even a heartbeat) for a while
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass
+class FeedHealth:
+    """Counters and state a feed keeps; plain attributes, read by /healthz and /metrics."""
+
+    state: FeedState = FeedState.STARTING
+    messages: int = 0
+    reconnects: int = 0
+    gaps: int = 0
+    parse_errors: int = 0
+    last_message_at: float | None = None  # time.monotonic()
+
+    def message(self) -> None:
+        self.messages += 1
+        self.last_message_at = time.monotonic()
+        if self.state is not FeedState.LIVE:
+            self.state = FeedState.LIVE
+
+    def as_json(self) -> dict[str, object]:
+        age = None if self.last_message_at is None else time.monotonic() - self.last_message_at
+        return {
+            "state": self.state.value, "messages": self.messages, "reconnects": self.reconnects,
+            "gaps": self.gaps, "parse_errors": self.parse_errors,
+            "last_message_age_s": None if age is None else round(age, 3),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +151,18 @@ class Ticks:
 
 
 class Feed(abc.ABC):
-    """A source of ticks. Subclasses implement :meth:`ticks`; start/stop are optional hooks."""
+    """A source of ticks. Subclasses implement :meth:`create`, :attr:`symbols` and
+    :meth:`ticks`; start/stop are optional hooks."""
 
     name: str = "feed"
+
+    def __init__(self) -> None:
+        self.health = FeedHealth()
+
+    @classmethod
+    @abc.abstractmethod
+    def create(cls, spec: FeedSpec) -> Feed:
+        """Build the feed from the command line; raise :class:`FeedError` for a bad spec."""
 
     @property
     @abc.abstractmethod

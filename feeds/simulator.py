@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from feeds.base import Feed, FeedError, FloatArray, IndexArray, Symbol, Ticks
+from feeds.base import Feed, FeedError, FeedSpec, FloatArray, IndexArray, Symbol, Ticks
 from feeds.symbols import Instrument, default_instruments, instruments_for
 
 #: Seconds of trading in a year (252 sessions of 6.5 h): volatility is quoted per trading time.
@@ -68,6 +68,7 @@ class SimulatorFeed(Feed):
             raise FeedError(f"step must be a positive number of seconds, not {step_s!r}")
         if seed is not None and seed < 0:
             raise FeedError(f"seed must be >= 0, not {seed}")
+        super().__init__()
         self._instruments = tuple(instruments)
         self._symbols = tuple(names)
         self._tick_rate = float(tick_rate)
@@ -89,6 +90,10 @@ class SimulatorFeed(Feed):
 
         self._stopped = asyncio.Event()
         self._iterated = False
+
+    @classmethod
+    def create(cls, spec: FeedSpec) -> SimulatorFeed:
+        return cls.from_symbols(spec.symbols, spec.tick_rate, spec.seed)
 
     @classmethod
     def from_symbols(
@@ -244,6 +249,7 @@ class SimulatorFeed(Feed):
                 offsets, block = self.generate(self._block, start_ms)
                 cursor = 0
             if parts:
+                self.health.message()
                 yield Ticks.concat(parts)
                 if self._stopped.is_set():
                     break

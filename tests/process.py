@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,10 +13,14 @@ LISTENING = re.compile(r"^listening on http://127\.0\.0\.1:(\d+)$")
 
 
 class DashboardProcess:
-    def __init__(self, *args: str, python: str = sys.executable, cwd: Path | None = None) -> None:
+    def __init__(
+        self, *args: str, python: str = sys.executable, cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
             [python, "-m", "dashboard", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+            env={**os.environ, **env} if env else None,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().strip()  # flushed as soon as it listens

@@ -468,9 +468,25 @@ function everySecond() {
   latencyCount = 0;
 }
 
+// The feed's own health (a stale or reconnecting exchange feed), from /healthz.
+async function checkFeed() {
+  const el = document.getElementById("feed");
+  try {
+    const health = await (await fetch("healthz", { cache: "no-store" })).json();
+    const down = (health.feeds || []).filter((f) => f.state !== "live");
+    el.textContent = down.map((f) => `feed ${f.name} ${f.state}`).join(" · ");
+    el.dataset.state = down.length ? down[0].state : "live";
+    el.hidden = down.length === 0;
+  } catch {
+    // the connection state already says the server is unreachable
+  }
+}
+
 // For tests and for people poking at the page from the console.
 window.__dashboard = { view, quotes, chart, busy: 0, latency: null };
 
 connection.start();
 requestAnimationFrame(frame);
 setInterval(everySecond, 1000);
+checkFeed();
+setInterval(checkFeed, 5000);
