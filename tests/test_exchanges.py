@@ -190,3 +190,15 @@ async def test_coinbase_resubscribes_after_a_drop(start_server):
     assert fake.requests[1] == fake.requests[0]
     assert server.feed.health.reconnects == 1
     await fake.stop()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_connection_is_renewed_when_its_lifetime_is_reached(start_server, binance_frames):
+    # Binance ends a connection after 24 h; the adapter renews it first (23.5 h by default).
+    fake = FakeBinance(frames=binance_frames, frame_interval_s=0.05)
+    await fake.start()
+    await start_server(feed="binance", symbols=("BTCUSDT", "ETHUSDT"), feed_url=fake.url,
+                       feed_options=(*FAST, ("max_connection_s", "0.3")))
+    await fake.wait_connections(3)
+    assert fake.requests[0] == fake.requests[1] == fake.requests[2]
+    await fake.stop()

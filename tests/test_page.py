@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from feeds.base import FeedState
 from feeds.simulator import SimulatorFeed
 from tests.conftest import TEST_CONFIG, require
 from tests.threaded import ServerThread
@@ -190,3 +191,18 @@ def test_a_hostile_symbol_name_is_shown_as_text(browser):
         page.close()
     finally:
         server.close()
+
+
+def test_the_status_bar_shows_a_feed_that_is_not_live(browser):
+    quiet = ServerThread(dataclasses.replace(CONFIG, tick_rate=0.01)).start()
+    try:
+        page = Page(browser, quiet.url)
+        page.wait_state("live")
+        assert quiet.server is not None
+        quiet.server.feed.health.state = FeedState.STALE  # as a watchdog would
+        page.page.wait_for_selector('#feed[data-state="stale"]', state="visible",
+                                    timeout=10000)
+        assert page.page.inner_text("#feed") == "feed sim stale"
+        page.close()
+    finally:
+        quiet.close()
