@@ -1,0 +1,3 @@
+from dashboard.loadtest.cli import main
+
+main()

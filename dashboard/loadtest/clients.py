@@ -1,0 +1,195 @@
+"""Load-test clients: many per process, on asyncio. A sample of them decode every message
+(gaps, latency, ticks); the rest only count frames and bytes, so the load generator is not
+the bottleneck it measures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import brotli
+import numpy as np
+import orjson
+
+from dashboard.loadclient import OP_CLOSE, HandshakeError, WebSocket
+from dashboard.loadtest.stats import Interval, histogram
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    host: str
+    port: int
+
+
+@dataclass
+class Outcomes:
+    """What happened to this process's clients."""
+
+    connected: int = 0
+    failed: int = 0
+    closed: Counter[str] = field(default_factory=Counter)  # close code (or "eof") → count
+    slow: int = 0
+    slow_dropped: int = 0
+    #: Per sampled healthy client: its last seq, and its own p99 latency (ms).
+    last_seqs: list[int] = field(default_factory=list)
+
+
+class Meter:
+    """The current second's figures, swapped out by the reporter."""
+
+    def __init__(self) -> None:
+        self.now = Interval()
+
+    def take(self) -> Interval:
+        out, self.now = self.now, Interval()
+        return out
+
+
+def decode(payload: bytes, encoding: str) -> Any:
+    if encoding == "br":
+        payload = brotli.decompress(payload)
+    elif encoding == "deflate":
+        payload = zlib.decompress(payload, -zlib.MAX_WBITS)
+    return orjson.loads(payload)
+
+
+class Sample:
+    """Everything a fully decoding client checks in one message."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.last: int | None = None
+
+    def message(self, msg: dict[str, Any], received_ms: float) -> None:
+        m = self.meter.now
+        m.sampled_frames += 1
+        kind = msg.get("type")
+        if kind == "snapshot":
+            self.last = msg["seq"]
+            return
+        if kind != "batch":
+            return
+        first = msg.get("first_seq", msg["seq"])
+        if self.last is not None and first > self.last + 1:
+            m.gaps += first - self.last - 1
+        self.last = msg["seq"]
+        m.conflated += msg.get("conflated", 0)
+        ts = msg["ticks"]["ts"]
+        if ts:
+            m.ticks += len(ts)
+            m.latency += histogram(received_ms - np.asarray(ts, np.float64))
+
+
+def query(symbols: str | None, max_hz: float | None, extra: dict[str, str]) -> str:
+    q = dict(extra)
+    if symbols:
+        q["symbols"] = symbols
+    if max_hz:
+        q["max_hz"] = f"{max_hz:g}"
+    return urlencode(q)
+
+
+async def websocket_client(
+    target: Target, q: str, encoding: str, sample: Sample | None, meter: Meter,
+    outcomes: Outcomes, stop_at: float,
+) -> None:
+    try:
+        ws = await WebSocket.connect(target.host, target.port, f"/ws?{q}")
+    except (TimeoutError, OSError, HandshakeError):
+        outcomes.failed += 1
+        return
+    outcomes.connected += 1
+    remaining = stop_at - time.time()
+    try:
+        async with asyncio.timeout(max(0.0, remaining)):
+            while True:
+                opcode, payload = await ws.frame()
+                if opcode == OP_CLOSE:
+                    outcomes.closed[str(ws.close_code)] += 1
+                    return
+                m = meter.now
+                m.frames += 1
+                m.bytes += len(payload) + (2 if len(payload) < 126 else 4)
+                if sample is not None:
+                    sample.message(decode(payload, encoding), time.time() * 1000)
+    except TimeoutError:
+        pass
+    finally:
+        ws.close()
+        if sample is not None and sample.last is not None:
+            outcomes.last_seqs.append(sample.last)
+
+
+async def sse_client(
+    target: Target, q: str, sample: Sample | None, meter: Meter, outcomes: Outcomes,
+    stop_at: float,
+) -> None:
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(target.host, target.port, limit=1 << 22), 10
+        )
+        writer.write(f"GET /sse?{q} HTTP/1.1\r\nHost: {target.host}\r\n"
+                     "Accept-Encoding: identity\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except (TimeoutError, OSError, asyncio.IncompleteReadError):
+        outcomes.failed += 1
+        return
+    if not head.startswith(b"HTTP/1.1 200"):
+        outcomes.failed += 1
+        writer.close()
+        return
+    outcomes.connected += 1
+    buffer = b""
+    try:
+        async with asyncio.timeout(max(0.0, stop_at - time.time())):
+            while True:
+                size_line = await reader.readuntil(b"\r\n")  # chunked transfer coding
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    outcomes.closed["end"] += 1
+                    return
+                chunk = await reader.readexactly(size + 2)
+                meter.now.bytes += size
+                buffer += chunk[:-2]
+                *events, buffer = buffer.split(b"\n\n")
+                for event in events:
+                    if not event.startswith(b"id:"):
+                        continue  # retry: and keepalive comments
+                    meter.now.frames += 1
+                    if sample is not None:
+                        data = event.split(b"\ndata: ", 1)[1]
+                        sample.message(orjson.loads(data), time.time() * 1000)
+    except TimeoutError:
+        pass
+    except (asyncio.IncompleteReadError, ConnectionError):
+        outcomes.closed["eof"] += 1
+    finally:
+        writer.close()
+        if sample is not None and sample.last is not None:
+            outcomes.last_seqs.append(sample.last)
+
+
+async def slow_client(target: Target, q: str, outcomes: Outcomes, stop_at: float) -> None:
+    """Connects, then never reads; at the end, looks whether the server dropped it."""
+    try:
+        ws = await WebSocket.connect(target.host, target.port, f"/ws?{q}", rcvbuf=4096)
+    except (TimeoutError, OSError, HandshakeError):
+        outcomes.failed += 1
+        return
+    outcomes.slow += 1
+    await asyncio.sleep(max(0.0, stop_at - time.time()))
+    try:  # drain what the kernel holds: a dropped client ends in EOF (or a 1013 close)
+        async with asyncio.timeout(2.0):
+            while True:
+                opcode, _ = await ws.frame()
+                if opcode == OP_CLOSE:
+                    outcomes.slow_dropped += 1
+                    break
+    except TimeoutError:
+        pass
+    ws.close()

@@ -1,0 +1,67 @@
+"""The bundled load test against a live server: its report agrees with /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.clients import metric
+
+
+async def loadtest(server, tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "report.json"
+    html = tmp_path / "report.html"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dashboard.loadtest", "--url", f"http://127.0.0.1:{server.port}",
+        "--ramp-s", "0.5", "--duration-s", "2.5", "--quiet", "--json", str(out),
+        "--html", str(html), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()
+    assert b"frames/s" in stdout and b"latency" in stdout
+    assert html.read_text().startswith("<!doctype html>")
+    return json.loads(out.read_text())
+
+
+def sent(server, transport: str) -> tuple[float, float]:
+    text = server.state.metrics.exposition().decode()
+    return (metric(text, "dashboard_frames_sent_total", transport=transport),
+            metric(text, "dashboard_bytes_sent_total", transport=transport))
+
+
+@pytest.mark.gen_test(timeout=90)
+@pytest.mark.parametrize("transport, encoding", [("ws", "br"), ("ws", "json"), ("sse", "json")])
+async def test_the_report_agrees_with_what_the_server_sent(
+    start_server, tmp_path, transport, encoding
+):
+    server = await start_server(batch_ms=50.0, max_connections_per_ip=0)
+    report = await loadtest(server, tmp_path, "--clients", "40", "--transport", transport,
+                            "--encoding", encoding, "--processes", "2", "--sample", "0.25")
+    frames, nbytes = sent(server, transport)
+    assert report["clients"]["connected"] == 40 and report["clients"]["failed"] == 0
+    assert report["frames_total"] == pytest.approx(frames, rel=0.05)
+    assert report["bytes_total"] == pytest.approx(nbytes, rel=0.05)
+    assert report["gaps_total"] == 0
+    assert report["clients"]["sampled"] == 10
+    assert report["ticks_per_s"] > 0 and report["latency_ms"]["p99"] is not None
+    assert report["frames_per_s"] == pytest.approx(40 * 20, rel=0.15)
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_slow_clients_are_counted_as_slow_not_as_gaps(start_server, tmp_path):
+    server = await start_server(symbols=50, tick_rate=20_000.0, batch_ms=10.0,
+                                max_bytes_per_s=0.0, slow_client_timeout_s=0.5,
+                                max_connections_per_ip=0)
+    report = await loadtest(server, tmp_path, "--clients", "20", "--slow-fraction", "0.25",
+                            "--sample", "1")
+    clients = report["clients"]
+    assert clients["slow"] == 5 and clients["connected"] == 20
+    assert report["gaps_total"] == 0
+    text = server.state.metrics.exposition().decode()
+    assert metric(text, "dashboard_slow_consumers_dropped_total", transport="ws") == \
+        clients["slow_dropped"]
