@@ -1,20 +1,29 @@
-"""Running the real server for a benchmark: a child process, optionally pinned to a core."""
+"""Running a server for a benchmark: a child process, optionally pinned to a core, that
+prints ``listening on http://127.0.0.1:PORT`` once it listens."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
+def pinned(cmd: Sequence[str], cpu: int | None) -> list[str]:
+    if cpu is not None and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu), *cmd]
+    return list(cmd)
+
+
 class ServerProcess:
-    def __init__(self, *args: str, cpu: int | None = None) -> None:
-        cmd = [sys.executable, "-m", "dashboard", "--port", "0", "--log-level", "warning", *args]
-        if cpu is not None and shutil.which("taskset"):
-            cmd = ["taskset", "-c", str(cpu), *cmd]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    def __init__(self, *args: str, cpu: int | None = None,
+                 command: Sequence[str] | None = None) -> None:
+        cmd = command or [sys.executable, "-m", "dashboard", "--port", "0",
+                          "--log-level", "warning", *args]
+        self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
@@ -22,15 +31,15 @@ class ServerProcess:
             self.proc.kill()
             raise RuntimeError(f"server did not start: {line!r}")
         self.port = int(match.group(1))
+        self.pid = self.proc.pid  # taskset execs the server: the pid is the server's own
 
     def rss_bytes(self) -> int:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        return int(match.group(1)) * 1024 if match else 0
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        import os
-
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:

@@ -51,6 +51,7 @@ def summarize(
             "sampled": sampled,
         },
         "frames_total": total.frames,
+        "ticks_total": total.ticks * scale,
         "bytes_total": total.bytes,
         "gaps_total": total.gaps,
         "frames_per_s": steady.frames / seconds,

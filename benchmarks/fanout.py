@@ -1,0 +1,175 @@
+"""The fan-out benchmark: delivered ticks per server CPU-second, latency, bytes and memory,
+for this server and two baselines at the same feed and client counts, in one run.
+
+Feed: 100 symbols, 2,000 ticks/s, 50 ms batches. The server runs on core 0 and the load
+generator (``market-dashboard-loadtest``) on core 1 (``taskset``). Baselines:
+
+- naive: a Tornado server sending each tick as its own JSON message to every client
+  (``benchmarks/naive_server.py``);
+- node: the same 50 ms batching done with Node's ``ws`` library, JSON encoded once per
+  batch and brotli once per batch for ``encoding=br`` (``benchmarks/node_baseline``; run
+  only when ``node`` and ``npm`` are installed).
+
+Server CPU and delivered ticks are counted over the whole load-test run, ramp included.
+Also measured: RSS per idle connection with 10,000 open WebSockets.
+
+    python -m benchmarks.fanout [--clients 100,1000,5000] [--duration-s 15] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.server import ServerProcess, pinned
+from dashboard.loadclient import WebSocket
+
+HERE = Path(__file__).resolve().parent
+FEED = ["--symbols", "100", "--tick-rate", "2000"]
+OURS = [sys.executable, "-m", "dashboard", "--port", "0", "--log-level", "warning", *FEED,
+        "--batch-ms", "50", "--max-connections", "0", "--max-connections-per-ip", "0",
+        "--max-bytes-per-s", "0"]
+NAIVE = [sys.executable, "-m", "benchmarks.naive_server", "--port", "0", *FEED]
+NODE = ["node", str(HERE / "node_baseline" / "server.js"), "--port", "0", *FEED,
+        "--batch-ms", "50"]
+
+
+def node_available() -> bool:
+    if not (shutil.which("node") and shutil.which("npm")):
+        return False
+    if not (HERE / "node_baseline" / "node_modules" / "ws").exists():
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund"],
+                       cwd=HERE / "node_baseline", check=True)
+    return True
+
+
+def run_one(
+    server_cmd: list[str], clients: int, encoding: str, duration_s: float
+) -> dict[str, Any]:
+    server = ServerProcess(command=server_cmd, cpu=0)
+    ramp = max(1.0, clients / 1000)
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        try:
+            cpu0 = server.cpu_seconds()
+            subprocess.run(pinned([
+                sys.executable, "-m", "dashboard.loadtest",
+                "--url", f"http://127.0.0.1:{server.port}", "--clients", str(clients),
+                "--encoding", encoding, "--ramp-s", f"{ramp:g}", "--duration-s", f"{duration_s:g}",
+                "--sample", f"{min(1.0, 20 / clients):g}", "--quiet", "--json", out.name,
+            ], 1), check=True, stdout=subprocess.DEVNULL, timeout=duration_s + ramp + 120)
+            cpu = server.cpu_seconds() - cpu0
+            rss = server.rss_bytes()
+        finally:
+            server.stop()
+        report = json.loads(Path(out.name).read_text())
+    ticks = report["ticks_total"]
+    return {
+        "clients": clients, "encoding": encoding,
+        "ticks_per_s": report["ticks_per_s"], "server_cpu_s": cpu,
+        "ticks_per_cpu_s": ticks / cpu if cpu else None,
+        "bytes_per_tick": report["bytes_per_tick"],
+        "p50_ms": report["latency_ms"]["p50"], "p99_ms": report["latency_ms"]["p99"],
+        "gaps": report["gaps_total"], "rss_mb": rss / 2**20,
+        "connected": report["clients"]["connected"],
+        "generator_saturated_s": len(report["load_generator_saturated_at"]),
+    }
+
+
+async def _idle(port: int, n: int) -> list[WebSocket]:
+    conns = []
+    for i in range(n):
+        conns.append(await WebSocket.connect("127.0.0.1", port, "/ws?symbols=SPY"))
+        if i % 500 == 499:
+            await asyncio.sleep(0.05)
+    return conns
+
+
+def rss_per_idle_connection(n: int) -> dict[str, float]:
+    """RSS added by ``n`` open WebSockets on a quiet feed (one tick a minute)."""
+    server = ServerProcess("--symbols", "100", "--tick-rate", "0.016", "--max-connections", "0",
+                           "--max-connections-per-ip", "0", cpu=0)
+    try:
+        time.sleep(1.0)
+        before = server.rss_bytes()
+
+        async def hold() -> int:
+            conns = await _idle(server.port, n)
+            await asyncio.sleep(2.0)
+            after = server.rss_bytes()
+            for c in conns:
+                c.close()
+            return after
+
+        after = asyncio.run(hold())
+    finally:
+        server.stop()
+    return {"connections": n, "rss_before_mb": before / 2**20, "rss_after_mb": after / 2**20,
+            "bytes_per_connection": (after - before) / n}
+
+
+def ratio(rows: list[dict[str, Any]], r: dict[str, Any], other: str) -> str:
+    """Our ticks per CPU-second over the baseline's, same clients (and encoding, for node;
+    the naive baseline has only JSON)."""
+    match = [x for x in rows if x["server"] == other and x["clients"] == r["clients"]
+             and x["encoding"] == (r["encoding"] if other == "node" else "json")]
+    if r["server"] != "ours" or not match or not match[0]["ticks_per_cpu_s"]:
+        return "-"
+    return f"{r['ticks_per_cpu_s'] / match[0]['ticks_per_cpu_s']:.2f}x"
+
+
+def fmt(x: Any, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--clients", default="100,1000,5000")
+    p.add_argument("--duration-s", type=float, default=15.0)
+    p.add_argument("--idle", type=int, default=10_000, help="connections for the RSS figure")
+    p.add_argument("--json", type=Path)
+    a = p.parse_args()
+    servers = {"ours": OURS, "naive": NAIVE}
+    if node_available():
+        servers["node"] = NODE
+    rows = []
+    for clients in [int(c) for c in a.clients.split(",")]:
+        for name, cmd in servers.items():
+            for encoding in (("json",) if name == "naive" else ("json", "br")):
+                row = {"server": name, **run_one(cmd, clients, encoding, a.duration_s)}
+                rows.append(row)
+                print(f"  {name:<6}{clients:>6} {encoding:<5} {fmt(row['ticks_per_s'], '.0f')} "
+                      f"ticks/s, {fmt(row['ticks_per_cpu_s'], '.0f')} ticks/CPU-s", flush=True)
+    idle = rss_per_idle_connection(a.idle)
+    print()
+    head = (f"{'server':<7}{'clients':>8} {'enc':<5}{'ticks/s':>10}{'CPU s':>7}"
+            f"{'ticks/CPU-s':>12}{'B/tick':>8}{'p50 ms':>8}{'p99 ms':>8}{'gaps':>6}"
+            f"{'RSS MB':>8}{'vs node':>9}{'vs naive':>9}")
+    print(head)
+    for r in rows:
+        print(f"{r['server']:<7}{r['clients']:>8} {r['encoding']:<5}"
+              f"{fmt(r['ticks_per_s'], '.0f'):>10}{fmt(r['server_cpu_s'], '.1f'):>7}"
+              f"{fmt(r['ticks_per_cpu_s'], '.0f'):>12}{fmt(r['bytes_per_tick'], '.1f'):>8}"
+              f"{fmt(r['p50_ms'], '.0f'):>8}{fmt(r['p99_ms'], '.0f'):>8}{r['gaps']:>6}"
+              f"{fmt(r['rss_mb'], '.0f'):>8}{ratio(rows, r, 'node'):>9}"
+              f"{ratio(rows, r, 'naive'):>9}")
+    print(f"\nRSS per idle connection at {idle['connections']} WebSockets: "
+          f"{idle['bytes_per_connection'] / 1024:.1f} KB "
+          f"({idle['rss_before_mb']:.0f} MB -> {idle['rss_after_mb']:.0f} MB)")
+    saturated = [r for r in rows if r["generator_saturated_s"]]
+    if saturated:
+        print("load generator saturated in: " + ", ".join(
+            f"{r['server']}/{r['clients']}/{r['encoding']}" for r in saturated))
+    if a.json:
+        a.json.write_text(json.dumps({"rows": rows, "idle": idle}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
