@@ -23,7 +23,9 @@ class ServerProcess:
                  command: Sequence[str] | None = None) -> None:
         cmd = command or [sys.executable, "-m", "dashboard", "--port", "0",
                           "--log-level", "warning", *args]
-        self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE, text=True)
+        # stderr is dropped: the naive baseline logs every write to a closed client.
+        self.proc = subprocess.Popen(pinned(cmd, cpu), stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
