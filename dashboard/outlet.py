@@ -1,8 +1,8 @@
 """The I/O side of flow control, shared by every streaming transport.
 
-A transport provides ``_write_bytes`` (hand bytes to the socket, returning a future that
-resolves once the kernel has taken them) and ``_drop_slow`` (close and abort a stuck
-client). This mixin feeds the pure :class:`~dashboard.flow.Outbox` with what happens —
+A transport provides ``_write_bytes`` (hand bytes to the socket: True when the kernel took
+them all at once, else a future that resolves once it has) and ``_drop_slow`` (close and
+abort a stuck client). This mixin feeds the pure :class:`~dashboard.flow.Outbox` with what happens —
 writes taken or not, drains, timers — and writes what it says, counting and logging each
 step of the ladder once per connection.
 """
@@ -34,8 +34,9 @@ class Outlet:
     #: of what the server holds for this client.
     outstanding_bytes = 0
 
-    def _write_bytes(self, data: bytes) -> Future[None] | None:
-        """Hand ``data`` to the socket; None when the connection is gone."""
+    def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
+        """Hand ``data`` to the socket: True if the kernel took it all now, a future if some
+        of it waits in a buffer, None when the connection is gone."""
         raise NotImplementedError
 
     def _drop_slow(self) -> None:
@@ -77,10 +78,11 @@ class Outlet:
         written = self._write_bytes(data)
         if written is None:
             return 0
-        taken = written.done()
+        taken = written is True or (not isinstance(written, bool) and written.done())
         if taken:
             self.outstanding_bytes = 0
         else:
+            assert isinstance(written, Future)
             self.outstanding_bytes += len(data)
             self._latest = written
             written.add_done_callback(self._drained)

@@ -105,7 +105,7 @@ class _StreamHandler(Outlet, BaseHandler):
 
     # -- hub → client -----------------------------------------------------------------------
 
-    def _write_bytes(self, data: bytes) -> Future[None] | None:
+    def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
         if self._ended or self._iostream().closed():
             return None
         if self._compressor is not None:

