@@ -1,7 +1,6 @@
 """``market-dashboard``: flags → :class:`Config` → a running server until SIGINT/SIGTERM.
 
-A bad flag or value is one line on stderr naming the flag, exit status 2 (no usage dump):
-the line is what a person or a supervisor's log needs to fix the command.
+A bad flag or value is one line on stderr naming the flag, exit status 2.
 """
 
 from __future__ import annotations
@@ -9,14 +8,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
-from typing import NoReturn
+from collections.abc import Sequence
 
 from dashboard import __version__
+from dashboard.argtypes import OneLineParser, number
 from dashboard.config import Config
 from dashboard.errors import ConfigError
 from dashboard.server import Server
@@ -25,27 +23,6 @@ from feeds.base import FeedError
 PROG = "market-dashboard"
 SYMBOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/^=-]{0,31}")
 MAX_SYMBOLS = 100_000
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _number(kind: Callable[[str], float], low: float, high: float = math.inf,
-            low_inclusive: bool = True) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
-        ok_low = value >= low if low_inclusive else value > low
-        if not (math.isfinite(value) and ok_low and value <= high):
-            bound = f">= {low:g}" if low_inclusive else f"> {low:g}"
-            top = f" and <= {high:g}" if high != math.inf else ""
-            raise argparse.ArgumentTypeError(f"must be {bound}{top}, got {raw!r}")
-        return value
-    return parse
 
 
 def _port(raw: str) -> int:
@@ -91,7 +68,7 @@ def _symbols(raw: str) -> int | tuple[str, ...]:
 
 def parser() -> argparse.ArgumentParser:
     d = Config()
-    p = _Parser(prog=PROG, description="Live market-data dashboard server.")
+    p = OneLineParser(prog=PROG, description="Live market-data dashboard server.")
     a = p.add_argument
     a("--version", action="version", version=f"{PROG} {__version__}")
     a("--host", default=d.host, help="address to listen on (default %(default)s)")
@@ -107,26 +84,26 @@ def parser() -> argparse.ArgumentParser:
       help="write every tick of the feed to FILE (JSON lines) for --feed replay")
     a("--symbols", type=_symbols, default=d.symbols,
       help="simulated symbol count, or names: AAPL,MSFT (default %(default)s)")
-    a("--tick-rate", type=_number(float, 0, 1e6, False), default=d.tick_rate,
+    a("--tick-rate", type=number(float, 0, 1e6, False), default=d.tick_rate,
       help="simulated ticks per second over all symbols (default %(default)g)")
     a("--seed", type=_count, default=d.seed, help="makes simulated prices repeatable")
-    a("--batch-ms", type=_number(float, 1, 10_000), default=d.batch_ms,
+    a("--batch-ms", type=number(float, 1, 10_000), default=d.batch_ms,
       help="coalescing interval in ms (default %(default)g)")
-    a("--history-s", type=_number(float, 0, 86_400), default=d.history_s,
+    a("--history-s", type=number(float, 0, 86_400), default=d.history_s,
       help="seconds of batches held for resume (default %(default)g)")
-    a("--ping-interval", type=_number(float, 0, 3600), default=d.ping_interval_s,
+    a("--ping-interval", type=number(float, 0, 3600), default=d.ping_interval_s,
       help="seconds between WebSocket pings; 0 turns them off (default %(default)g)")
-    a("--ping-timeout", type=_number(float, 0, 3600), default=d.ping_timeout_s,
+    a("--ping-timeout", type=number(float, 0, 3600), default=d.ping_timeout_s,
       help="seconds a pong may take before the peer is dropped (default %(default)g)")
-    a("--max-hz", type=_number(float, 0, 1000), default=d.max_hz,
+    a("--max-hz", type=number(float, 0, 1000), default=d.max_hz,
       help="most frames a second per connection (caps a client's max_hz); 0: no cap")
-    a("--max-bytes-per-s", type=_number(float, 0), default=d.max_bytes_per_s,
+    a("--max-bytes-per-s", type=number(float, 0), default=d.max_bytes_per_s,
       help="most bytes a second per connection, the rest conflated; 0: no cap "
            "(default %(default)g)")
-    a("--slow-client-timeout", type=_number(float, 0, 3600, False),
+    a("--slow-client-timeout", type=number(float, 0, 3600, False),
       default=d.slow_client_timeout_s,
       help="seconds a client's socket may stay full before it is dropped (default %(default)g)")
-    a("--max-client-msgs-per-s", type=_number(float, 0, 10_000, False),
+    a("--max-client-msgs-per-s", type=number(float, 0, 10_000, False),
       default=d.max_client_msgs_per_s,
       help="client messages a second per connection, burst twice that (default %(default)g)")
     a("--max-connections", type=_count, default=d.max_connections,

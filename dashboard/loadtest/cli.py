@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import random
 import sys
@@ -13,9 +12,10 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
+from dashboard.argtypes import OneLineParser, number
 from dashboard.loadtest.clients import Target
 from dashboard.loadtest.report import page, summarize, text
 from dashboard.loadtest.stats import Interval, percentile
@@ -25,65 +25,30 @@ from dashboard.loadtest.worker import main as worker_main
 PROG = "market-dashboard-loadtest"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(kind: type) -> Any:
-    def parse(raw: str) -> Any:
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be > 0, got {raw!r}")
-        return value
-    return parse
-
-
-def _fraction(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {raw!r}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Load-test a running market dashboard.")
+    p = OneLineParser(prog=PROG, description="Load-test a running market dashboard.")
     a = p.add_argument
     a("--url", default="http://127.0.0.1:8888", help="the dashboard (default %(default)s)")
-    a("--clients", type=_positive(int), default=100, help="healthy clients (default 100)")
+    a("--clients", type=number(int, 1), default=100, help="healthy clients (default 100)")
     a("--transport", choices=("ws", "sse", "mix"), default="ws")
     a("--encoding", choices=("json", "br", "deflate"), default="json",
       help="WebSocket encoding (default json)")
     a("--symbols", default="all",
       help="each client's subscription: all, A,B (names), random:K, or mix (default all)")
-    a("--slow-fraction", type=_fraction, default=0.0,
+    a("--slow-fraction", type=number(float, 0, 1), default=0.0,
       help="extra clients, as a fraction of --clients, that connect and never read")
-    a("--max-hz", type=_positive(float), default=None, help="max_hz asked by every client")
-    a("--ramp-s", type=_fraction_or_seconds, default=2.0, help="seconds to connect everyone")
-    a("--duration-s", type=_positive(float), default=10.0, help="seconds measured after the ramp")
-    a("--processes", type=_positive(int), default=1, help="client processes (default 1)")
-    a("--sample", type=_fraction, default=0.1,
+    a("--max-hz", type=number(float, 0, low_inclusive=False), default=None,
+      help="max_hz asked by every client")
+    a("--ramp-s", type=number(float, 0, 3600), default=2.0, help="seconds to connect everyone")
+    a("--duration-s", type=number(float, 0, low_inclusive=False), default=10.0,
+      help="seconds measured after the ramp")
+    a("--processes", type=number(int, 1, 64), default=1, help="client processes (default 1)")
+    a("--sample", type=number(float, 0, 1), default=0.1,
       help="fraction of clients that decode every message (default 0.1)")
     a("--json", type=Path, help="write the report as JSON here")
     a("--html", type=Path, help="write a self-contained HTML report here")
     a("--quiet", action="store_true", help="no progress line")
     return p
-
-
-def _fraction_or_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {raw!r}") from None
-    if not (math.isfinite(value) and 0 <= value <= 3600):
-        raise argparse.ArgumentTypeError(f"must be from 0 to 3600, got {raw!r}")
-    return value
 
 
 def target_of(url: str) -> Target:

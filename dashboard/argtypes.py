@@ -1,0 +1,33 @@
+"""Argument parsing shared by the command lines: one-line errors and checked numbers."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr naming it, exit status 2 (no usage dump): the line
+    is what a person or a supervisor's log needs to fix the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def number(kind: Callable[[str], float], low: float, high: float = math.inf,
+           low_inclusive: bool = True) -> Callable[[str], float]:
+    """A finite number within bounds, as an argparse ``type``."""
+    def parse(raw: str) -> float:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+        ok_low = value >= low if low_inclusive else value > low
+        if not (math.isfinite(value) and ok_low and value <= high):
+            bound = f">= {low:g}" if low_inclusive else f"> {low:g}"
+            top = f" and <= {high:g}" if high != math.inf else ""
+            raise argparse.ArgumentTypeError(f"must be {bound}{top}, got {raw!r}")
+        return value
+    return parse
