@@ -40,9 +40,11 @@ class Config:
     sse_retry_ms: int = 2000
     keepalive_s: float = 15.0
     #: Outbound pace per connection: frames a second (a client's ``max_hz`` is capped by
-    #: it; 0 = no cap) and bytes a second (0 = no cap). Between frames, ticks conflate.
+    #: it; 0 = no cap) and bytes a second (0 = no cap: TCP backpressure and the slow-client
+    #: ladder already protect the server; a cap bounds each client's bandwidth). Between
+    #: frames, ticks conflate.
     max_hz: float = 0.0
-    max_bytes_per_s: float = 1_000_000.0
+    max_bytes_per_s: float = 0.0
     #: A client whose socket stays full this long is dropped (WebSocket close 1013).
     slow_client_timeout_s: float = 5.0
     #: Client-to-server messages a second per connection (burst twice that); past it: 1008.

@@ -64,6 +64,12 @@ class Outbox:
         )
         #: Ticks merged away for this client so far (the sum of ``conflated``).
         self.conflated = 0
+        self._unpaced = not pace.max_hz and not pace.max_bytes_per_s
+
+    def is_free(self) -> bool:
+        """Live, owed nothing, unpaced: the next batch's shared bytes may simply be written
+        (and a write the kernel takes whole changes nothing here)."""
+        return self._unpaced and self.phase is Phase.LIVE and not self._pending
 
     # -- batches ----------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class Outlet:
     _wake: asyncio.TimerHandle | None = None
     _stuck_timer: asyncio.TimerHandle | None = None
     _fell_behind = False
+    #: The outbox said is_free() after its last change: batches skip it entirely.
+    _free = False
     _conflated_counted = 0
     _latest: Future[None] | None = None
     #: Bytes handed to the transport since the kernel last took everything: an upper bound
@@ -48,14 +50,19 @@ class Outlet:
     def open_outbox(self, pace: Pace, form: Form) -> None:
         self._loop = asyncio.get_running_loop()
         self.outbox = Outbox(pace, form, self.state.table.array, self._loop.time())
+        self._free = self.outbox.is_free()
 
     # -- what the hub calls -----------------------------------------------------------------
 
     def offer(self, payload: Payload, data: bytes) -> int:
         """A batch for this client: written now, or merged into what it is owed."""
+        if self._free:  # the fan-out's hot path: one write, nothing else
+            written = self._write_bytes(data)
+            return len(data) if written is True else self._settle(written, len(data), True)
         out = self.outbox.offer(self._loop.time(), payload, data)
         if out is None:
             self._arm_wake()
+            self._free = self.outbox.is_free()
             return 0
         return self._send(out, paced=True)
 
@@ -71,11 +78,15 @@ class Outlet:
 
     def restrict(self, selection: Selection) -> None:
         self.outbox.restrict(selection.select)
+        self._free = self.outbox.is_free()
 
     # -- writing ----------------------------------------------------------------------------
 
     def _send(self, data: bytes, paced: bool) -> int:
-        written = self._write_bytes(data)
+        return self._settle(self._write_bytes(data), len(data), paced)
+
+    def _settle(self, written: Future[None] | bool | None, n: int, paced: bool) -> int:
+        """Tell the outbox what became of a write of ``n`` bytes."""
         if written is None:
             return 0
         taken = written is True or (not isinstance(written, bool) and written.done())
@@ -83,16 +94,17 @@ class Outlet:
             self.outstanding_bytes = 0
         else:
             assert isinstance(written, Future)
-            self.outstanding_bytes += len(data)
+            self.outstanding_bytes += n
             self._latest = written
             written.add_done_callback(self._drained)
-        if self.outbox.wrote(self._loop.time(), len(data), taken, paced) is Phase.BEHIND:
+        if self.outbox.wrote(self._loop.time(), n, taken, paced) is Phase.BEHIND:
             self._behind()
         if self.outbox.conflated != self._conflated_counted:
             merged = self.outbox.conflated - self._conflated_counted
             self._conflated_counted = self.outbox.conflated
             self.state.metrics.conflated_ticks.labels(self.transport).inc(merged)
-        return len(data)
+        self._free = self.outbox.is_free()
+        return n
 
     def _behind(self) -> None:
         m = self.state.metrics
@@ -110,7 +122,9 @@ class Outlet:
             return  # writes complete in order: only the latest one means all are taken
         self._latest = None
         self.outstanding_bytes = 0
-        if self.outbox.drained(self._loop.time()) is Phase.LIVE:
+        caught_up = self.outbox.drained(self._loop.time()) is Phase.LIVE
+        self._free = self.outbox.is_free()
+        if caught_up:
             self.state.metrics.slow_client_steps.labels(self.transport, "caught_up").inc()
             if self._stuck_timer is not None:
                 self._stuck_timer.cancel()

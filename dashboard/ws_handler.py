@@ -10,7 +10,9 @@ Tornado's 5 s wait for a close frame it will never get.
 from __future__ import annotations
 
 import logging
+import socket
 from asyncio import Future
+from collections.abc import Sized
 from typing import Any
 
 import tornado.iostream
@@ -33,12 +35,17 @@ CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
 
 
+_ALWAYS = (True,)  # a truthy stand-in: "something may be pending"
+
+
 class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     transport = "ws"
 
     _request: StreamRequest
     _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
+    _socket: socket.socket
+    _pending_in_stream: Sized
     #: True from open() until the close handshake starts: no data frame may follow a close.
     _live = False
     _admitted = False
@@ -61,7 +68,14 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
 
     def open(self, *args: str, **kwargs: str) -> None:
         assert self.ws_connection is not None
-        self._stream = self.ws_connection.stream
+        stream = self.ws_connection.stream
+        assert stream is not None
+        self._stream = stream
+        self._socket = stream.socket
+        # Tornado's write buffer (private, hence the fallback): empty means nothing of any
+        # frame is waiting, so the socket may be written directly. Without it, always
+        # write through the stream.
+        self._pending_in_stream = getattr(stream, "_write_buffer", _ALWAYS)
         if self.state.stopping:
             self.close(CLOSE_GOING_AWAY, "server going away")
             return
@@ -89,22 +103,26 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         the server's CPU at 1,000 clients, measured). Whatever the kernel does not take goes
         to the stream, which finishes it in order — and everything after it too, until it
         is drained: bytes of two frames must never interleave."""
-        stream = self._stream
-        if not self._live or stream is None or stream.closed():
+        if not self._live:
             return None
-        if not getattr(stream, "_write_buffer", True):  # Tornado's buffer is empty
+        if not self._pending_in_stream:  # Tornado's write buffer is empty
             try:
-                sent = stream.socket.send(data)
+                sent = self._socket.send(data)
             except BlockingIOError:
                 sent = 0
-            except OSError:
+            except OSError:  # reset, or closed under us
                 self.abort()
                 return None
             if sent == len(data):
                 return True
-            data = data[sent:]
+            return self._buffered(memoryview(data)[sent:])
+        return self._buffered(data)
+
+    def _buffered(self, data: bytes | memoryview) -> Future[None] | None:
+        """Through Tornado's stream, which keeps frames in order until it drains."""
         try:
-            return stream.write(data)
+            assert self._stream is not None
+            return self._stream.write(data)
         except tornado.iostream.StreamClosedError:
             return None
 
