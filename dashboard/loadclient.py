@@ -12,6 +12,7 @@ import base64
 import os
 import socket
 import struct
+from collections.abc import Callable
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -98,3 +99,110 @@ class WebSocket:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class FrameCounter(asyncio.Protocol):
+    """A client that only counts: frames and bytes straight from ``data_received``, with
+    payloads skipped, not read. Thousands of them cost a load generator far less than
+    stream readers that await every frame; pings are still answered, closes noted."""
+
+    def __init__(self, host: str, port: int, path: str, on_frame: Callable[[int], None]) -> None:
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}"
+            "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self._on_frame = on_frame
+        self._buf = b""
+        self._skip = 0
+        self._upgraded = False
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        if self._skip >= len(data):
+            self._skip -= len(data)
+            return
+        buf = self._buf + data[self._skip:] if self._buf else data[self._skip:]
+        self._skip = 0
+        i, n = 0, len(buf)
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buf = buf
+                return
+            status = int(buf.split(b" ", 2)[1])
+            if status != 101:
+                self._finish(0)
+                return
+            self._upgraded = True
+            self.opened.set_result(None)
+            i = end + 4
+        while n - i >= 2:
+            b1 = buf[i + 1] & 0x7F
+            head = 2
+            if b1 == 126:
+                if n - i < 4:
+                    break
+                b1, head = int.from_bytes(buf[i + 2:i + 4], "big"), 4
+            elif b1 == 127:
+                if n - i < 10:
+                    break
+                b1, head = int.from_bytes(buf[i + 2:i + 10], "big"), 10
+            opcode = buf[i] & 0x0F
+            if opcode in (OP_PING, OP_CLOSE):  # control frames are read whole
+                if n - i < head + b1:
+                    break
+                payload = buf[i + head:i + head + b1]
+                if opcode == OP_PING:
+                    self._pong(payload)
+                else:
+                    self._finish(int.from_bytes(payload[:2], "big") if b1 >= 2 else 1005)
+                    return
+                i += head + b1
+                continue
+            self._on_frame(head + b1)
+            if n - i - head >= b1:
+                i += head + b1
+            else:
+                self._skip = head + b1 - (n - i)
+                i = n
+        self._buf = buf[i:]
+
+    def _pong(self, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[k % 4] for k, b in enumerate(payload))
+        if self.transport is not None:
+            self.transport.write(bytes((0x80 | OP_PONG, 0x80 | len(payload))) + mask + masked)
+
+    def _finish(self, code: int) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(HandshakeError(code, b""))
+        if not self.closed.done():
+            self.closed.set_result(code)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(1006)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+async def count_frames(
+    host: str, port: int, path: str, on_frame: Callable[[int], None], timeout: float = 10.0
+) -> FrameCounter:
+    """Connect a :class:`FrameCounter` and wait for its upgrade."""
+    loop = asyncio.get_running_loop()
+    _, counter = await asyncio.wait_for(loop.create_connection(
+        lambda: FrameCounter(host, port, path, on_frame), host, port), timeout)
+    await asyncio.wait_for(counter.opened, timeout)
+    return counter

@@ -16,7 +16,7 @@ import brotli
 import numpy as np
 import orjson
 
-from dashboard.loadclient import OP_CLOSE, HandshakeError, WebSocket
+from dashboard.loadclient import OP_CLOSE, HandshakeError, WebSocket, count_frames
 from dashboard.loadtest.stats import Interval, histogram
 
 
@@ -94,10 +94,37 @@ def query(symbols: str | None, max_hz: float | None, extra: dict[str, str]) -> s
     return urlencode(q)
 
 
+async def counting_client(target: Target, q: str, meter: Meter, outcomes: Outcomes,
+                          stop_at: float) -> None:
+    """A WebSocket client that only counts frames and bytes (see FrameCounter)."""
+    def on_frame(size: int) -> None:
+        m = meter.now
+        m.frames += 1
+        m.bytes += size
+
+    try:
+        counter = await count_frames(target.host, target.port, f"/ws?{q}", on_frame)
+    except (TimeoutError, OSError, HandshakeError):
+        outcomes.failed += 1
+        return
+    outcomes.connected += 1
+    try:
+        code = await asyncio.wait_for(asyncio.shield(counter.closed),
+                                      max(0.0, stop_at - time.time()))
+        outcomes.closed[str(code)] += 1
+    except TimeoutError:
+        pass
+    finally:
+        counter.close()
+
+
 async def websocket_client(
     target: Target, q: str, encoding: str, sample: Sample | None, meter: Meter,
     outcomes: Outcomes, stop_at: float,
 ) -> None:
+    if sample is None:
+        await counting_client(target, q, meter, outcomes, stop_at)
+        return
     try:
         ws = await WebSocket.connect(target.host, target.port, f"/ws?{q}")
     except (TimeoutError, OSError, HandshakeError):
