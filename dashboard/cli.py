@@ -37,6 +37,15 @@ def _count(raw: str) -> int:
     return int(raw)
 
 
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
+    bad = [o for o in origins if not re.fullmatch(r"https?://[^\s/?#]+", o)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"expected origins like https://app.example, "
+                                         f"got {bad[0]!r}")
+    return origins
+
+
 def _option(raw: str) -> tuple[str, str]:
     key, sep, value = raw.partition("=")
     if not sep or not key.strip():
@@ -110,13 +119,21 @@ def parser() -> argparse.ArgumentParser:
       help="streaming connections in total; 0: no cap (default %(default)s)")
     a("--max-connections-per-ip", type=_count, default=d.max_connections_per_ip,
       help="streaming connections per client address; 0: no cap (default %(default)s)")
+    a("--allowed-origins", type=_origins, default=d.allowed_origins, metavar="ORIGINS",
+      help="other sites' pages allowed to stream from here: https://a.example,https://b.example")
+    a("--certfile", default=d.certfile, help="serve https/wss with this certificate chain")
+    a("--keyfile", default=d.keyfile, help="the private key of --certfile")
     a("--log-level", default="info", choices=["debug", "info", "warning", "error"],
       help="(default %(default)s)")
     return p
 
 
 def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
-    ns = parser().parse_args(argv)
+    p = parser()
+    ns = p.parse_args(argv)
+    if bool(ns.certfile) != bool(ns.keyfile):
+        p.error(f"argument {'--keyfile' if ns.certfile else '--certfile'}: "
+                "--certfile and --keyfile go together")
     config = Config(
         host=ns.host, port=ns.port, feed=ns.feed, feed_url=ns.feed_url,
         feed_options=tuple(ns.feed_option), record_path=ns.record,
@@ -127,6 +144,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         slow_client_timeout_s=ns.slow_client_timeout,
         max_client_msgs_per_s=ns.max_client_msgs_per_s,
         max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
+        allowed_origins=ns.allowed_origins, certfile=ns.certfile, keyfile=ns.keyfile,
     )
     return config, ns.log_level
 

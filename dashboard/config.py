@@ -52,6 +52,12 @@ class Config:
     #: Streaming connections (every transport) in total and per client address; 0 = no cap.
     max_connections: int = 10_000
     max_connections_per_ip: int = 500
+    #: Cross-origin pages allowed to open streams (``https://app.example``); the page's own
+    #: origin and clients that send no Origin (not browsers) are always allowed.
+    allowed_origins: tuple[str, ...] = ()
+    #: Serve https and wss with this certificate chain and key (both, or neither).
+    certfile: str | None = None
+    keyfile: str | None = None
     #: How long a graceful shutdown waits for clients to take their close before exiting.
     shutdown_grace_s: float = 1.0
 

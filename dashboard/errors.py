@@ -6,7 +6,8 @@ Tree::
     ├── ConfigError          a flag or option value is unusable (CLI: one line, exit 2)
     └── BadRequest           a client asked for something malformed or unknown
         ├── UnknownSymbol    ... a symbol the feed does not have
-        └── UnknownOp        ... a client message op that does not exist
+        ├── UnknownOp        ... a client message op that does not exist
+        └── Forbidden        ... not allowed from where it came (HTTP 403)
 
 ``BadRequest`` carries the contract's error ``code``; transports turn it into an HTTP 400
 JSON body or a ``{"type":"error"}`` message.
@@ -43,3 +44,7 @@ class UnknownSymbol(BadRequest):
 
 class UnknownOp(BadRequest):
     code = "unknown_op"
+
+
+class Forbidden(BadRequest):
+    code = "forbidden"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import orjson
@@ -33,6 +34,27 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
+
+    def cross_origin_refusal(self) -> str | None:
+        """Why a browser request from another site may not stream from here, or None.
+
+        Same-origin requests (by ``Sec-Fetch-Site``, or an ``Origin`` matching ``Host``),
+        requests without ``Origin`` (not from a browser page), and ``--allowed-origins``
+        pass; any other page would be a cross-site hijack of the user's session.
+        """
+        origin = self.request.headers.get("Origin")
+        if self.request.headers.get("Sec-Fetch-Site") in ("same-origin", "none") or not origin:
+            return None
+        if self.origin_allowed(origin):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Vary", "Origin")
+            return None
+        if urllib.parse.urlsplit(origin).netloc.lower() == self.request.host.lower():
+            return None
+        return f"origin {origin[:100]!r} is not allowed"
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin.rstrip("/").lower() in self.state.config.allowed_origins
 
     def query(self, name: str) -> str | None:
         return self.get_query_argument(name, None)

@@ -8,6 +8,7 @@ import contextlib
 import importlib.util
 import logging
 import socket
+import ssl
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import tornado.web
 
 from dashboard.batcher import Batcher
 from dashboard.config import Config
+from dashboard.errors import ConfigError
 from dashboard.feed_loader import build_feed
 from dashboard.http_api import (
     BarsHandler,
@@ -73,14 +75,35 @@ def make_app(state: ServerState) -> tornado.web.Application:
     )
 
 
-def display_url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+#: Request limits: a dashboard takes no uploads, and no honest request line or header
+#: block comes near these.
+MAX_HEADER_BYTES = 16 * 1024
+MAX_BODY_BYTES = 64 * 1024
+
+
+def display_url(host: str, port: int, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+        reason = getattr(e, "strerror", None) or str(e)
+        raise ConfigError(
+            "--certfile", f"cannot use {certfile} with {keyfile}: {reason}"
+        ) from None
+    return context
 
 
 class Server:
     def __init__(self, config: Config, feed: Feed | None = None) -> None:
         self.config = config
         self.feed = feed or build_feed(config)
+        self._tls = tls_context(config.certfile, config.keyfile) if (
+            config.certfile and config.keyfile) else None
         self.port = 0
         self._http: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -89,7 +112,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return display_url(self.config.host, self.port)
+        return display_url(self.config.host, self.port, tls=self.config.certfile is not None)
 
     async def start(self) -> None:
         """Start the feed, then listen. Raises ``FeedError`` or ``OSError`` when it cannot."""
@@ -107,7 +130,11 @@ class Server:
         metrics.watch_feed(self.feed.name, self.feed.health)
         sockets = tornado.netutil.bind_sockets(c.port, c.host, family=_family(c.host))
         self.port = sockets[0].getsockname()[1]
-        self._http = tornado.httpserver.HTTPServer(make_app(state), idle_connection_timeout=60)
+        self._http = tornado.httpserver.HTTPServer(
+            make_app(state), idle_connection_timeout=60, max_header_size=MAX_HEADER_BYTES,
+            max_body_size=MAX_BODY_BYTES,
+            ssl_options=self._tls,
+        )
         self._http.add_sockets(sockets)
         self._spawn(self._pump_feed(state))
         self._spawn(self._batch_clock(state))

@@ -19,7 +19,7 @@ import tornado.iostream
 
 from dashboard import sse
 from dashboard.content_encoding import StreamCompressor, negotiate
-from dashboard.errors import BadRequest
+from dashboard.errors import BadRequest, Forbidden
 from dashboard.http_api import BaseHandler
 from dashboard.messages import heartbeat_message
 from dashboard.outlet import Outlet
@@ -57,6 +57,9 @@ class _StreamHandler(Outlet, BaseHandler):
         raise NotImplementedError
 
     async def get(self) -> None:
+        refusal = self.cross_origin_refusal()
+        if refusal is not None:
+            return self.refuse(Forbidden(refusal), 403)
         try:
             request: StreamRequest = stream_request(
                 self.query, self.state.table, since=self.since(), allow_encoding=False

@@ -18,7 +18,7 @@ from typing import Any
 import tornado.iostream
 import tornado.websocket
 
-from dashboard.errors import BadRequest
+from dashboard.errors import BadRequest, Forbidden
 from dashboard.http_api import BaseHandler
 from dashboard.limits import TokenBucket
 from dashboard.messages import error_message, pong_message
@@ -53,7 +53,11 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     _last_ping_at = 0.0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Validate the query before upgrading: a bad one gets a 400 and a JSON body."""
+        """Validate the query before upgrading: a bad one gets a 400 and a JSON body, a
+        page of another site a 403 (cross-site WebSocket hijacking)."""
+        refusal = self.cross_origin_refusal()
+        if refusal is not None:
+            return self.refuse(Forbidden(refusal), 403)
         try:
             self._request = stream_request(
                 self.query, self.state.table, since=self.query("since"), allow_encoding=True
@@ -61,6 +65,10 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         except BadRequest as e:
             return self.refuse(e)
         await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Tornado's own check, after ours: a listed origin is allowed."""
+        return self.origin_allowed(origin)
 
     def get_compression_options(self) -> None:
         """No permessage-deflate: compression is done once per batch, not per connection."""
