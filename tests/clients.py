@@ -4,7 +4,6 @@ decodes SSE / NDJSON (optionally brotli or gzip, incrementally) as bytes arrive.
 from __future__ import annotations
 
 import asyncio
-import re
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +12,7 @@ import brotli
 import orjson
 import tornado.httpclient
 import tornado.websocket
+from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.server import Server
 
@@ -167,8 +167,9 @@ class StreamClient:
 
 
 def metric(text: str, name: str, **labels: str) -> float:
-    selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(name + (f"{{{selector}}}" if labels else "")) + r" ([0-9.e+-]+)$"
-    match = re.search(pattern, text, re.MULTILINE)
-    assert match, f"{name} {labels} not in /metrics"
-    return float(match.group(1))
+    """One sample of a Prometheus exposition, parsed by prometheus_client itself."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    raise AssertionError(f"{name} {labels} not in /metrics")
