@@ -24,12 +24,11 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.server import ServerProcess, pinned
+from benchmarks.server import ServerProcess, loadtest
 from dashboard.loadclient import WebSocket
 
 HERE = Path(__file__).resolve().parent
@@ -56,20 +55,18 @@ def run_one(
 ) -> dict[str, Any]:
     server = ServerProcess(command=server_cmd, cpu=0)
     ramp = max(1.0, clients / 1000)
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        try:
-            cpu0 = server.cpu_seconds()
-            subprocess.run(pinned([
-                sys.executable, "-m", "dashboard.loadtest",
-                "--url", f"http://127.0.0.1:{server.port}", "--clients", str(clients),
-                "--encoding", encoding, "--ramp-s", f"{ramp:g}", "--duration-s", f"{duration_s:g}",
-                "--sample", f"{min(1.0, 20 / clients):g}", "--quiet", "--json", out.name,
-            ], 1), check=True, stdout=subprocess.DEVNULL, timeout=duration_s + ramp + 120)
-            cpu = server.cpu_seconds() - cpu0
-            rss = server.rss_bytes()
-        finally:
-            server.stop()
-        report = json.loads(Path(out.name).read_text())
+    try:
+        cpu0 = server.cpu_seconds()
+        report = loadtest(
+            server.port, "--clients", str(clients), "--encoding", encoding,
+            "--ramp-s", f"{ramp:g}", "--duration-s", f"{duration_s:g}",
+            "--sample", f"{min(1.0, 20 / clients):g}", cpu=1,
+            timeout_s=duration_s + ramp + 120,
+        )
+        cpu = server.cpu_seconds() - cpu0
+        rss = server.rss_bytes()
+    finally:
+        server.stop()
     ticks = report["ticks_total"]
     return {
         "clients": clients, "encoding": encoding,

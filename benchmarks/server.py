@@ -3,13 +3,16 @@ prints ``listening on http://127.0.0.1:PORT`` once it listens."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 def pinned(cmd: Sequence[str], cpu: int | None) -> list[str]:
@@ -51,3 +54,15 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def loadtest(port: int, *args: str, cpu: int | None = None,
+             timeout_s: float = 600) -> dict[str, Any]:
+    """Run the bundled load test against ``port`` and return its JSON report."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run(pinned([
+            sys.executable, "-m", "dashboard.loadtest", "--url", f"http://127.0.0.1:{port}",
+            "--quiet", "--json", out.name, *args,
+        ], cpu), check=True, stdout=subprocess.DEVNULL, timeout=timeout_s)
+        report: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return report

@@ -1,7 +1,8 @@
 """Do stalled clients hurt healthy ones? 500 healthy WebSocket clients alone, then 500
 healthy next to 50 that stop reading, each against a fresh server (100 symbols, 2,000
-ticks/s, 50 ms batches). Prints the healthy clients' latency p50/p99 (tick ts to receipt)
-and delivered ticks/s for both runs, their ratios, and the server's RSS.
+ticks/s, 50 ms batches), both measured by the bundled load test. Prints the healthy
+clients' latency p50/p99 (tick ts to receipt) and delivered ticks/s for both runs, their
+ratios, and the server's RSS.
 
 Target (issue 3): the stalled clients change the healthy p99 by less than 10% and the
 server's RSS by less than 20 MB.
@@ -12,107 +13,34 @@ server's RSS by less than 20 MB.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import multiprocessing
 import statistics
-import time
 from typing import Any
 
-import numpy as np
-import orjson
-
-from benchmarks.server import ServerProcess
-from dashboard.loadclient import OP_CLOSE, WebSocket
+from benchmarks.server import ServerProcess, loadtest
 
 SERVER_ARGS = ("--symbols", "100", "--tick-rate", "2000", "--batch-ms", "50",
                "--max-connections", "0", "--max-connections-per-ip", "0")
 
 
-async def _healthy(port: int, stop_at: float, measure_from: float, out: dict[str, Any]) -> None:
-    ws = await WebSocket.connect("127.0.0.1", port, "/ws")
-    lat: list[np.ndarray] = []
-    ticks = gaps = 0
-    last = None
-    while time.time() < stop_at:
-        opcode, payload = await ws.frame()
-        if opcode == OP_CLOSE:
-            out["closed"] = out.get("closed", 0) + 1
-            break
-        now = time.time() * 1000
-        msg = orjson.loads(payload)
-        if msg["type"] != "batch":
-            last = msg.get("seq", last)
-            continue
-        first = msg.get("first_seq", msg["seq"])
-        if last is not None and first > last + 1:
-            gaps += 1
-        last = msg["seq"]
-        if now >= measure_from * 1000:
-            ts = msg["ticks"]["ts"]
-            ticks += len(ts)
-            if ts:
-                lat.append(now - np.asarray(ts))
-    ws.close()
-    out.setdefault("latencies", []).extend(lat)
-    out["ticks"] = out.get("ticks", 0) + ticks
-    out["gaps"] = out.get("gaps", 0) + gaps
-
-
-async def _stalled(port: int, hold: list[WebSocket]) -> None:
-    hold.append(await WebSocket.connect("127.0.0.1", port, "/ws", rcvbuf=4096))
-
-
-def _worker(port: int, healthy: int, stalled: int, start_at: float, measure_from: float,
-            stop_at: float, results: Any) -> None:
-    async def run() -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        hold: list[WebSocket] = []
-        await asyncio.sleep(max(0.0, start_at - time.time()))
-        tasks = [asyncio.ensure_future(_healthy(port, stop_at, measure_from, out))
-                 for _ in range(healthy)]
-        for _ in range(stalled):  # they connect and then never read
-            await _stalled(port, hold)
-        await asyncio.gather(*tasks)
-        lat = np.concatenate(out.pop("latencies")) if out.get("latencies") else np.empty(0)
-        return {**out, "lat": lat.tolist()}
-
-    results.put(asyncio.run(run()))
-
-
 def run_once(healthy: int, stalled: int, duration_s: float, processes: int) -> dict[str, Any]:
     server = ServerProcess(*SERVER_ARGS, cpu=0)
     try:
-        ctx = multiprocessing.get_context("spawn")
-        results = ctx.Queue()
-        start_at = time.time() + 1.0
-        measure_from = start_at + 3.0  # after everyone has connected
-        stop_at = measure_from + duration_s
-        workers = [
-            ctx.Process(target=_worker, args=(
-                server.port, healthy // processes + (i < healthy % processes),
-                stalled // processes + (i < stalled % processes),
-                start_at, measure_from, stop_at, results,
-            ))
-            for i in range(processes)
-        ]
-        for w in workers:
-            w.start()
         cpu0 = server.cpu_seconds()
-        outs = [results.get(timeout=duration_s + 60) for _ in workers]
+        report = loadtest(
+            server.port, "--clients", str(healthy), "--slow-fraction", f"{stalled / healthy:g}",
+            "--ramp-s", "3", "--duration-s", f"{duration_s:g}", "--processes", str(processes),
+            "--sample", "0.1", timeout_s=duration_s + 120,
+        )
         cpu = server.cpu_seconds() - cpu0
         rss = server.rss_bytes()
-        for w in workers:
-            w.join()
     finally:
         server.stop()
-    lat = np.array([x for o in outs for x in o["lat"]])
     return {
-        "healthy": healthy, "stalled": stalled,
-        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-        "ticks_per_s": sum(o["ticks"] for o in outs) / duration_s,
-        "gaps": sum(o["gaps"] for o in outs),
-        "closed": sum(o.get("closed", 0) for o in outs),
+        "healthy": healthy, "stalled": report["clients"]["slow"],
+        "p50_ms": report["latency_ms"]["p50"], "p99_ms": report["latency_ms"]["p99"],
+        "ticks_per_s": report["ticks_per_s"], "gaps": report["gaps_total"],
+        "closed": sum(report["clients"]["closed"].values()),
         "rss_mb": rss / 2**20, "server_cpu_s": cpu,
     }
 
