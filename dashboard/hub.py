@@ -60,6 +60,7 @@ class Hub:
         self._groups: dict[tuple[Selection, Form], set[Subscriber]] = {}
         self._member: dict[Subscriber, tuple[Selection, Form]] = {}
         self._snapshots: dict[tuple[frozenset[int] | None, bool], Payload] = {}
+        self._catch_ups: dict[tuple[Seq, frozenset[int] | None], Payload] = {}
         #: Recent batch payloads by (seq, selection): live fan-out fills it, so clients
         #: resuming after a blip replay bytes that were already encoded.
         self._recent: OrderedDict[tuple[Seq, frozenset[int] | None], Payload] = OrderedDict()
@@ -87,11 +88,7 @@ class Hub:
             if replay is None:
                 self.send(sub, form, self._snapshot(selection, reset=True, now_ms=now_ms))
             elif len(replay) > MAX_EXACT_REPLAY:
-                # Far behind: one message that catches up, like any slow client's.
-                caught_up = Conflator()
-                for batch in replay:
-                    caught_up.add(batch, selection.select(batch.ticks))
-                self.send(sub, form, caught_up.take(self.table.array)[0])
+                self.send(sub, form, self._catch_up(since, replay, selection))
             else:
                 for batch in replay:
                     payload = self._batch_payload(batch, selection)
@@ -179,6 +176,21 @@ class Hub:
             self._snapshots[key] = payload
         return payload
 
+    def _catch_up(self, since: Seq, replay: list[Batch], selection: Selection) -> Payload:
+        """One merged message standing for ``replay``, like any slow client's. Cached until
+        the next batch: clients reconnecting after a blip mostly resume from the same seq,
+        and merging minutes of batches for each of them would stall everyone else."""
+        key = (since, selection.key)
+        payload = self._catch_ups.get(key)
+        if payload is None:
+            if len(self._catch_ups) >= MAX_CACHED_SNAPSHOTS:
+                self._catch_ups.clear()
+            merged = Conflator()
+            for batch in replay:
+                merged.add(batch, selection.select(batch.ticks))
+            payload = self._catch_ups[key] = merged.take(self.table.array)[0]
+        return payload
+
     def _batch_payload(self, batch: Batch, selection: Selection) -> Payload:
         key = (batch.seq, selection.key)
         payload = self._recent.get(key)
@@ -202,6 +214,7 @@ class Hub:
 
     def publish(self, batch: Batch) -> None:
         self._snapshots.clear()
+        self._catch_ups.clear()
         payloads: dict[Selection, Payload] = {}
         for (selection, form), group in list(self._groups.items()):
             payload = payloads.get(selection)

@@ -103,3 +103,18 @@ def test_join_with_since_replays_then_goes_live_and_leave_stops_delivery():
     publish(hub, batcher, [(0, 12.0, 10, 1)])
     assert len(sub.frames) == 3
     assert len(hub) == 0
+
+
+def test_clients_resuming_from_far_back_share_one_catch_up_message():
+    from dashboard.hub import MAX_EXACT_REPLAY
+
+    hub, batcher = make_hub()
+    for i in range(MAX_EXACT_REPLAY + 20):
+        publish(hub, batcher, [(i % 3, 10.0 + i / 100, i, 1)])
+    since = batcher.seq - MAX_EXACT_REPLAY - 10
+    storm = [Recorder() for _ in range(5)]
+    for sub in storm:
+        hub.join(sub, Form.WS_JSON, None, since=since, now_ms=T0)
+    assert all(len(s.frames) == 1 and s.frames[0] is storm[0].frames[0] for s in storm)
+    msg = orjson.loads(payload(storm[0].frames[0]))
+    assert msg["first_seq"] == since + 1 and msg["seq"] == batcher.seq
