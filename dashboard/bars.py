@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from dashboard.arraystate import ArrayState
 from feeds.base import Ticks
 
 
@@ -27,7 +28,9 @@ class BarColumns:
     v: npt.NDArray[np.float64]
 
 
-class BarSeries:
+class BarSeries(ArrayState):
+    STATE_FIELDS = ("_bar", "_o", "_h", "_l", "_c", "_v")
+
     def __init__(self, n_symbols: int, interval_s: int, capacity: int) -> None:
         self.interval_s = interval_s
         self.capacity = capacity

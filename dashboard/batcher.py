@@ -74,14 +74,37 @@ class Batcher:
             return None
         ticks = Ticks.concat(self._pending)
         self._pending = []
-        self.seq += 1
-        batch = Batch(self.seq, now_ms, ticks)
-        self.quotes.update(ticks)
-        for series in self.bars.values():
-            series.update(ticks)
-        self._history.append(batch)
-        self._trim(now_ms)
+        batch = Batch(self.seq + 1, now_ms, ticks)
+        self.apply(batch)
         return batch
+
+    def apply(self, batch: Batch) -> bool:
+        """Take in a batch made elsewhere (an edge reading the broker), as :meth:`close` does
+        its own. A ``seq`` that does not follow on is a discontinuity: the history before it
+        can no longer be replayed without a gap, so it is dropped; returns False then."""
+        follows = batch.seq == self.seq + 1
+        if not follows:
+            self._history.clear()
+        self.seq = batch.seq
+        self.quotes.update(batch.ticks)
+        for series in self.bars.values():
+            series.update(batch.ticks)
+        self._history.append(batch)
+        self._trim(batch.ts)
+        return follows
+
+    def remember(self, batch: Batch) -> None:
+        """Hold ``batch`` for resume only: its ticks are already in the quotes and bars (an
+        edge loading the broker's stream up to the state it restored)."""
+        if batch.seq != self.seq + 1:
+            self._history.clear()
+        self.seq = batch.seq
+        self._history.append(batch)
+        self._trim(batch.ts)
+
+    @property
+    def history(self) -> tuple[Batch, ...]:
+        return tuple(self._history)
 
     def _trim(self, now_ms: float) -> None:
         horizon = now_ms - self.history_ms

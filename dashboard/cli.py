@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import re
 import signal
@@ -15,9 +16,12 @@ from collections.abc import Sequence
 
 from dashboard import __version__
 from dashboard.argtypes import OneLineParser, number
+from dashboard.broker import BrokerError
 from dashboard.config import Config
 from dashboard.errors import ConfigError
 from dashboard.server import Server
+from dashboard.stream_codec import BrokerDataError
+from dashboard.workers import supervise
 from feeds.base import FeedError
 
 PROG = "market-dashboard"
@@ -56,6 +60,18 @@ def _option(raw: str) -> tuple[str, str]:
 def _ws_url(raw: str) -> str:
     if not re.fullmatch(r"wss?://[^\s/?#]+(/[^\s]*)?", raw):
         raise argparse.ArgumentTypeError(f"expected a ws:// or wss:// URL, got {raw!r}")
+    return raw
+
+
+def _broker(raw: str) -> str:
+    if raw == "memory":
+        return raw
+    if not re.fullmatch(r"(rediss?|unix)://\S+", raw):
+        raise argparse.ArgumentTypeError(f"expected memory or redis://HOST:PORT/DB, got {raw!r}")
+    if importlib.util.find_spec("redis") is None:
+        raise argparse.ArgumentTypeError(
+            "a Redis broker needs the redis package: pip install 'market-dashboard[redis]'"
+        )
     return raw
 
 
@@ -123,6 +139,16 @@ def parser() -> argparse.ArgumentParser:
       help="other sites' pages allowed to stream from here: https://a.example,https://b.example")
     a("--certfile", default=d.certfile, help="serve https/wss with this certificate chain")
     a("--keyfile", default=d.keyfile, help="the private key of --certfile")
+    a("--broker", type=_broker, default=d.broker,
+      help="memory (one process, default) or redis://HOST:PORT/DB to scale out over Redis")
+    a("--role", choices=["all", "feed", "edge"], default=d.role,
+      help="all: run the feed and serve clients (default); feed: publish batches to the "
+           "broker; edge: serve clients from the broker")
+    a("--workers", type=number(int, 1, 256), default=d.workers,
+      help="edge processes sharing --port, fed by one feed process through a Redis broker "
+           "(default %(default)s)")
+    a("--reuse-port", action="store_true",
+      help="listen with SO_REUSEPORT so several edge processes can share --port")
     a("--log-level", default="info", choices=["debug", "info", "warning", "error"],
       help="(default %(default)s)")
     return p
@@ -134,6 +160,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
     if bool(ns.certfile) != bool(ns.keyfile):
         p.error(f"argument {'--keyfile' if ns.certfile else '--certfile'}: "
                 "--certfile and --keyfile go together")
+    if ns.role != "all" and ns.broker == "memory":
+        p.error(f"argument --role: --role {ns.role} needs --broker redis://HOST:PORT/DB")
+    if ns.workers > 1 and ns.broker == "memory":
+        p.error("argument --workers: more than one worker needs --broker redis://HOST:PORT/DB")
+    if ns.workers > 1 and ns.role == "feed":
+        p.error("argument --workers: workers are edges; a --role feed process runs alone")
     config = Config(
         host=ns.host, port=ns.port, feed=ns.feed, feed_url=ns.feed_url,
         feed_options=tuple(ns.feed_option), record_path=ns.record,
@@ -145,6 +177,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         max_client_msgs_per_s=ns.max_client_msgs_per_s,
         max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
         allowed_origins=ns.allowed_origins, certfile=ns.certfile, keyfile=ns.keyfile,
+        broker=ns.broker, role=ns.role, workers=ns.workers, reuse_port=ns.reuse_port,
     )
     return config, ns.log_level
 
@@ -152,7 +185,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
 async def run(server: Server) -> int:
     try:
         await server.start()
-    except (FeedError, OSError) as e:
+    except (FeedError, BrokerError, BrokerDataError, OSError) as e:
         await server.stop()
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -168,10 +201,13 @@ async def run(server: Server) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config, level = config_from_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    config, level = config_from_args(args)
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if config.workers > 1:
+        sys.exit(asyncio.run(supervise(config, args)))
     try:
         server = Server(config)
     except (ConfigError, FeedError) as e:

@@ -58,6 +58,15 @@ class Config:
     #: Serve https and wss with this certificate chain and key (both, or neither).
     certfile: str | None = None
     keyfile: str | None = None
+    #: ``memory`` (one process) or a Redis URL (``redis://HOST:PORT/DB``) to scale out over.
+    broker: str = "memory"
+    #: ``all`` runs the feed and serves clients; ``feed`` only publishes batches to the
+    #: broker; ``edge`` only serves clients from it.
+    role: str = "all"
+    #: Edge processes sharing ``port`` (with one feed process), all fed through the broker.
+    workers: int = 1
+    #: Listen with SO_REUSEPORT, so several edge processes share one port.
+    reuse_port: bool = False
     #: How long a graceful shutdown waits for clients to take their close before exiting.
     shutdown_grace_s: float = 1.0
 

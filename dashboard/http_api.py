@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from typing import Any
 
@@ -80,15 +81,19 @@ class BaseHandler(tornado.web.RequestHandler):
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         s = self.state
+        status = "stopping" if s.stopping else "degraded" if s.degraded else "ok"
         self.write_json(orjson.dumps({
-            "status": "stopping" if s.stopping else "ok",
+            "status": status,
+            "role": s.config.role,
+            "pid": os.getpid(),
             "feed": s.feed_name,
             "seq": s.batcher.seq,
             "symbols": len(s.table),
             "connections": len(s.clients),
             "feeds": [{"name": s.feed_name, **s.feed_health.as_json()}],
+            "broker": s.broker.as_json() if s.broker else {"url": "memory", "state": "connected"},
             "uptime_s": round((now_ms() - s.started_ms) / 1000, 3),
-        }), 503 if s.stopping else 200)
+        }), 200 if status == "ok" else 503)
 
 
 class MetricsHandler(BaseHandler):

@@ -212,6 +212,17 @@ class Hub:
 
     # -- fan-out ----------------------------------------------------------------------------
 
+    def reset(self, now_ms: float) -> None:
+        """The batches' sequence broke (a broker lost entries, the feed restarted): every
+        client gets a reset snapshot, after what it is still owed, before the next batch."""
+        self._snapshots.clear()
+        self._catch_ups.clear()
+        self._recent.clear()
+        for (selection, form), group in list(self._groups.items()):
+            data = self._snapshot(selection, reset=True, now_ms=now_ms).form(form)
+            for sub in tuple(group):
+                self._count(form, 1, sub.deliver(data, after_pending=True))
+
     def publish(self, batch: Batch) -> None:
         self._snapshots.clear()
         self._catch_ups.clear()

@@ -15,6 +15,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dashboard.broker import BrokerHealth, BrokerState
 from feeds.base import FeedHealth, FeedState
 
 # ``*_created`` series double the exposition and no dashboard reads them.
@@ -90,6 +91,9 @@ class Metrics:
     def watch_feed(self, name: str, health: FeedHealth) -> None:
         self.registry.register(_FeedCollector(name, health))
 
+    def watch_broker(self, health: BrokerHealth) -> None:
+        self.registry.register(_BrokerCollector(health))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -118,3 +122,26 @@ class _FeedCollector(Collector):
         for s in FeedState:
             state.add_metric([self.name, s.value], 1.0 if h.state is s else 0.0)
         yield state
+
+
+class _BrokerCollector(Collector):
+    """The Redis broker's connection, read at scrape time."""
+
+    def __init__(self, health: BrokerHealth) -> None:
+        self.health = health
+
+    def collect(self) -> Iterable[Metric]:
+        h = self.health
+        yield GaugeMetricFamily(
+            "dashboard_broker_connected", "1 while the broker (Redis) answers.",
+            value=1.0 if h.state is BrokerState.CONNECTED else 0.0,
+        )
+        yield CounterMetricFamily(
+            "dashboard_broker_reconnects", "Times the broker came back after an outage.",
+            value=h.reconnects,
+        )
+        yield CounterMetricFamily(
+            "dashboard_broker_resets",
+            "Times the broker's stream jumped (entries lost) and clients got a reset snapshot.",
+            value=h.resets,
+        )

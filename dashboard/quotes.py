@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from dashboard.arraystate import ArrayState
 from feeds.base import FloatArray, Ticks
 
 
@@ -18,8 +19,10 @@ def last_rows(sym: npt.NDArray[np.int32]) -> npt.NDArray[np.intp]:
     return len(sym) - 1 - first_from_end
 
 
-class QuoteTable:
+class QuoteTable(ArrayState):
     """Per-symbol state updated column-wise from each batch; no I/O."""
+
+    STATE_FIELDS = ("seen", "price", "bid", "ask", "ts", "open", "high", "low", "volume")
 
     def __init__(self, n_symbols: int) -> None:
         self.seen = np.zeros(n_symbols, np.bool_)

@@ -11,13 +11,14 @@ import socket
 import ssl
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from dashboard.batcher import Batcher
+from dashboard.batcher import Batch, Batcher
+from dashboard.broker import BrokerHealth, redacted
 from dashboard.config import Config
 from dashboard.errors import ConfigError
 from dashboard.feed_loader import build_feed
@@ -33,17 +34,25 @@ from dashboard.hub import Hub
 from dashboard.metrics import Metrics
 from dashboard.params import MAX_CLIENT_MESSAGE_BYTES
 from dashboard.state import ServerState, now_ms
+from dashboard.stream_codec import FeedInfo
 from dashboard.stream_handler import NDJSONHandler, SSEHandler
 from dashboard.symbols import SymbolTable
 from dashboard.ws_handler import WebSocketHandler
-from feeds.base import Feed, FeedState
+from feeds.base import Feed, FeedHealth, FeedState
 from feeds.record import RecordWriter
+
+if TYPE_CHECKING:  # the redis package is an extra, imported only with a Redis broker
+    from redis.asyncio import Redis
+
+    from dashboard.redis_broker import Publisher, Reader
 
 log = logging.getLogger(__name__)
 
 #: Keepalives, pings and dead-peer checks run this often, so a dead peer is gone within
 #: ping interval + ping timeout + 1 s.
 HOUSEKEEPING_S = 0.5
+#: How long stop() waits for its background tasks to take their cancel.
+TASK_STOP_S = 2.0
 
 
 def web_dir() -> Path:
@@ -55,20 +64,25 @@ def web_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "web"
 
 
-def make_app(state: ServerState) -> tornado.web.Application:
+def make_app(state: ServerState, clients: bool = True) -> tornado.web.Application:
+    """The routes; without ``clients`` (a ``--role feed`` process) no streams and no page."""
     s = {"state": state}
-    return tornado.web.Application(
-        [
+    routes: list[Any] = [
+        (r"/healthz", HealthHandler, s),
+        (r"/metrics", MetricsHandler, s),
+        (r"/api/symbols", SymbolsHandler, s),
+        (r"/api/snapshot", SnapshotHandler, s),
+        (r"/api/bars", BarsHandler, s),
+    ]
+    if clients:
+        routes += [
             (r"/ws", WebSocketHandler, s),
             (r"/sse", SSEHandler, s),
             (r"/stream", NDJSONHandler, s),
-            (r"/healthz", HealthHandler, s),
-            (r"/metrics", MetricsHandler, s),
-            (r"/api/symbols", SymbolsHandler, s),
-            (r"/api/snapshot", SnapshotHandler, s),
-            (r"/api/bars", BarsHandler, s),
             (r"/(.*)", PageHandler, {"path": str(web_dir()), "default_filename": "index.html"}),
-        ],
+        ]
+    return tornado.web.Application(
+        routes,
         # Pings are the housekeeping's (see WebSocketHandler.keepalive), not Tornado's.
         websocket_ping_interval=0,
         websocket_max_message_size=MAX_CLIENT_MESSAGE_BYTES,
@@ -99,15 +113,20 @@ def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
 
 
 class Server:
+    """One process of any role: ``all`` (feed and clients), ``feed`` (publishes to the
+    broker) or ``edge`` (serves clients from the broker)."""
+
     def __init__(self, config: Config, feed: Feed | None = None) -> None:
         self.config = config
-        self.feed = feed or build_feed(config)
+        self.feed = None if config.role == "edge" else (feed or build_feed(config))
+        self._redis: Redis | None = None
         self._tls = tls_context(config.certfile, config.keyfile) if (
             config.certfile and config.keyfile) else None
         self.port = 0
         self._http: tornado.httpserver.HTTPServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._recorder: RecordWriter | None = None
+        self._publisher: Publisher | None = None
         self.state: ServerState | None = None
 
     @property
@@ -115,35 +134,96 @@ class Server:
         return display_url(self.config.host, self.port, tls=self.config.certfile is not None)
 
     async def start(self) -> None:
-        """Start the feed, then listen. Raises ``FeedError`` or ``OSError`` when it cannot."""
+        """Start the feed (or load the broker's stream), then listen. Raises ``FeedError``,
+        ``BrokerError`` or ``OSError`` when it cannot."""
         c = self.config
-        await self.feed.start()
-        if c.record_path:
-            self._recorder = RecordWriter(c.record_path, self.feed.name, self.feed.symbols)
-        table = SymbolTable(self.feed.symbols)
-        batcher = Batcher(table.names, c.history_s, first_seq=int(now_ms()))
         metrics = Metrics()
-        state = self.state = ServerState(
-            config=c, table=table, batcher=batcher, hub=Hub(batcher, table, metrics),
-            metrics=metrics, feed_name=self.feed.name, feed_health=self.feed.health,
+        health = None
+        if c.broker != "memory":
+            from dashboard.redis_broker import connect
+
+            health = BrokerHealth(redacted(c.broker))
+            self._redis = connect(c.broker)
+            metrics.watch_broker(health)
+        if self.feed is None:
+            state, reader = await self._edge_state(metrics, health)
+        else:
+            state = await self._feed_state(metrics, health)
+        self.state = state
+        sockets = tornado.netutil.bind_sockets(
+            c.port, c.host, family=_family(c.host), reuse_port=c.reuse_port
         )
-        metrics.watch_feed(self.feed.name, self.feed.health)
-        sockets = tornado.netutil.bind_sockets(c.port, c.host, family=_family(c.host))
         self.port = sockets[0].getsockname()[1]
         self._http = tornado.httpserver.HTTPServer(
-            make_app(state), idle_connection_timeout=60, max_header_size=MAX_HEADER_BYTES,
-            max_body_size=MAX_BODY_BYTES,
+            make_app(state, clients=c.role != "feed"), idle_connection_timeout=60,
+            max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
             ssl_options=self._tls,
         )
         self._http.add_sockets(sockets)
-        self._spawn(self._pump_feed(state))
-        self._spawn(self._batch_clock(state))
+        if self.feed is None:
+            self._spawn(reader.run(state.batcher, self._edge_batch, self._edge_reset))
+        else:
+            self._spawn(self._pump_feed(state))
+            self._spawn(self._batch_clock(state))
         self._spawn(self._housekeeping(state))
+
+    async def _feed_state(self, metrics: Metrics, health: BrokerHealth | None) -> ServerState:
+        c, feed = self.config, self.feed
+        assert feed is not None
+        await feed.start()
+        if c.record_path:
+            self._recorder = RecordWriter(c.record_path, feed.name, feed.symbols)
+        table = SymbolTable(feed.symbols)
+        batcher = Batcher(table.names, c.history_s, first_seq=int(now_ms()))
+        if self._redis is not None and health is not None:
+            from dashboard.redis_broker import Publisher
+
+            info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s)
+            self._publisher = Publisher(self._redis, batcher, info, health)
+            self._spawn(self._publisher.run())
+        metrics.watch_feed(feed.name, feed.health)
+        return ServerState(
+            config=c, table=table, batcher=batcher, hub=Hub(batcher, table, metrics),
+            metrics=metrics, feed_name=feed.name, feed_health=feed.health, broker=health,
+        )
+
+    async def _edge_state(
+        self, metrics: Metrics, health: BrokerHealth | None
+    ) -> tuple[ServerState, Reader]:
+        """The feed's symbols and settings, state and held batches, from the broker."""
+        from dashboard.redis_broker import Reader
+
+        assert self._redis is not None and health is not None
+        reader = Reader(self._redis, health)
+        info = await reader.feed_info()
+        table = SymbolTable(info.symbols)
+        batcher = Batcher(table.names, info.history_s, first_seq=1)
+        await reader.load(batcher)
+        feed_health = FeedHealth()
+        metrics.watch_feed(info.feed, feed_health)
+        return ServerState(
+            config=self.config, table=table, batcher=batcher, metrics=metrics,
+            hub=Hub(batcher, table, metrics), feed_name=info.feed, feed_health=feed_health,
+            broker=health,
+        ), reader
+
+    def _edge_batch(self, batch: Batch) -> None:
+        state = self.state
+        assert state is not None
+        state.metrics.batches.inc()
+        state.metrics.ticks_in.inc(len(batch.ticks))
+        state.feed_health.message()
+        state.hub.publish(batch)
+
+    def _edge_reset(self) -> None:
+        assert self.state is not None
+        self.state.hub.reset(now_ms())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(coro))
 
     async def _pump_feed(self, state: ServerState) -> None:
+        assert self.feed is not None
         try:
             async for ticks in self.feed:
                 state.batcher.add(ticks)
@@ -175,6 +255,8 @@ class Server:
                 if batch is not None:
                     state.metrics.batches.inc()
                     state.hub.publish(batch)
+                    if self._publisher is not None:
+                        self._publisher.notify()
             except Exception:
                 log.exception("batch %d failed; going on", state.batcher.seq)
 
@@ -194,31 +276,32 @@ class Server:
         """Refuse new clients, close WebSockets with 1001 and end streams, wait up to the
         grace for them to go, then tear down whatever is left."""
         state = self.state
-        if state is None:
-            await self.feed.stop()
-            if self._recorder is not None:
-                self._recorder.close()
-            return
-        if state.stopping:
-            return
-        state.stopping = True
-        if self._http is not None:
-            self._http.stop()
-        for client in list(state.clients):
-            client.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.shutdown_grace_s
-        while state.clients and loop.time() < deadline:
-            await asyncio.sleep(0.02)
-        for client in list(state.clients):
-            client.abort()
+        if state is not None:
+            if state.stopping:
+                return
+            state.stopping = True
+            if self._http is not None:
+                self._http.stop()
+            for client in list(state.clients):
+                client.shutdown()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.shutdown_grace_s
+            while state.clients and loop.time() < deadline:
+                await asyncio.sleep(0.02)
+            for client in list(state.clients):
+                client.abort()
         for task in self._tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.feed.stop()
+        if self._tasks:  # bounded: a task that ignores its cancel must not hold up exit
+            _, stuck = await asyncio.wait(self._tasks, timeout=TASK_STOP_S)
+            for task in stuck:
+                log.warning("%s did not stop in time", task.get_name())
+        if self.feed is not None:
+            await self.feed.stop()
         if self._recorder is not None:
             self._recorder.close()
+        if self._redis is not None:
+            await self._redis.aclose()
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http.close_all_connections(), 0.5)

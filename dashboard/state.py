@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dashboard.batcher import Batcher
+from dashboard.broker import BrokerHealth, BrokerState
 from dashboard.config import Config
 from dashboard.hub import Hub
 from dashboard.metrics import Metrics
@@ -47,6 +48,8 @@ class ServerState:
     metrics: Metrics
     feed_name: str
     feed_health: FeedHealth
+    #: None with the in-process broker.
+    broker: BrokerHealth | None = None
     started_ms: float = field(default_factory=now_ms)
     clients: dict[Client, str] = field(default_factory=dict)
     per_ip: Counter[str] = field(default_factory=Counter)
@@ -56,6 +59,11 @@ class ServerState:
         self.metrics.watch_outstanding(
             lambda: sum(client.outstanding_bytes for client in self.clients)
         )
+
+    @property
+    def degraded(self) -> bool:
+        """Cut off from the broker: still serving what is held, but nothing new arrives."""
+        return self.broker is not None and self.broker.state is BrokerState.DEGRADED
 
     def admit(self, client: Client, ip: str) -> str | None:
         """Count a new streaming connection in, or say why it is refused (and count that)."""

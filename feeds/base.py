@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import random
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,12 @@ IndexArray = npt.NDArray[np.int32]
 
 class FeedError(Exception):
     """A feed could not be built or started (bad option, unreachable source)."""
+
+
+def jittered_backoff(attempt: int, initial_s: float, max_s: float) -> float:
+    """Exponential, capped, with jitter so many reconnecting peers do not come back in step."""
+    ceiling = min(max_s, initial_s * 2.0 ** min(attempt, 30))
+    return float(ceiling * random.uniform(0.5, 1.0))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,15 @@ from typing import Any
 import orjson
 import tornado.websocket
 
-from feeds.base import Feed, FeedError, FeedSpec, FeedState, Symbol, Ticks
+from feeds.base import (
+    Feed,
+    FeedError,
+    FeedSpec,
+    FeedState,
+    Symbol,
+    Ticks,
+    jittered_backoff,
+)
 from feeds.rows import RowBuffer
 
 log = logging.getLogger(__name__)
@@ -70,9 +77,7 @@ class Keepalive:
         return k
 
     def backoff(self, attempt: int) -> float:
-        """Exponential, capped, with jitter so many clients do not come back in step."""
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * 2.0 ** min(attempt, 30))
-        return float(ceiling * random.uniform(0.5, 1.0))
+        return jittered_backoff(attempt, self.initial_backoff_s, self.max_backoff_s)
 
 
 class WebSocketFeed(Feed):

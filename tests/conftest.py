@@ -46,3 +46,15 @@ def require(available: bool, what: str) -> None:
     if os.environ.get("DASHBOARD_TEST_STRICT") == "1":
         pytest.fail(f"{what} is required (DASHBOARD_TEST_STRICT=1)")
     pytest.skip(f"{what} is not installed here")
+
+
+@pytest.fixture
+def redis_server() -> Iterator[Any]:
+    """A started ``redis-server`` on a free port (skipped here when it is not installed)."""
+    from tests.redis_server import BINARY, RedisServer
+
+    require(BINARY is not None, "redis-server (apt-get install redis-server)")
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import subprocess
 import sys
 
@@ -32,6 +33,13 @@ class _At:
     (["--seed", "-1"], "--seed"),
     (["--feed", "nasdaq-direct"], "--feed"),
     (["--no-such-flag"], "--no-such-flag"),
+    (["--broker", "kafka://x"], "--broker"),
+    (["--role", "edge"], "--role"),
+    (["--role", "feed"], "--role"),
+    (["--role", "middle", "--broker", "redis://127.0.0.1:1/0"], "--role"),
+    (["--workers", "2"], "--workers"),
+    (["--workers", "0", "--broker", "redis://127.0.0.1:1/0"], "--workers"),
+    (["--workers", "2", "--role", "feed", "--broker", "redis://127.0.0.1:1/0"], "--workers"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_and_exit_2(args, flag):
     result = subprocess.run(
@@ -84,6 +92,21 @@ def test_a_signal_closes_websockets_with_1001_ends_streams_and_exits_0(sig):
     assert sse_status == 200
     assert exit_code == 0
     assert seconds < 2.5
+
+
+def test_an_edge_that_cannot_reach_redis_says_so_in_one_line():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "--port", "0", "--role", "edge",
+         "--broker", f"redis://:hunter2@127.0.0.1:{port}/0"],
+        capture_output=True, text=True, timeout=20,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach redis" in lines[0], result.stderr
+    assert "hunter2" not in result.stderr  # the password is never printed
 
 
 def test_the_console_script_and_module_are_the_same_command():

@@ -1,0 +1,219 @@
+"""Scale-out over a real ``redis-server``: one feed process, edges that serve clients from
+the broker's stream with the feed's own seq, resume across edges, and Redis restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import time
+from typing import Any
+
+import orjson
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from dashboard.server import Server
+from tests.clients import WSClient, http_url, metric
+from tests.process import DashboardProcess
+
+
+async def edge_and_feed(start_server: Any, url: str, edges: int = 1) -> list[Server]:
+    feed = await start_server(broker=url, role="feed")
+    return [feed] + [await start_server(broker=url, role="edge") for _ in range(edges)]
+
+
+async def raw_frames(server: Server, query: str, count: int) -> list[str]:
+    """The first ``count`` frames a new JSON client gets, as the exact text sent."""
+    conn = await tornado.websocket.websocket_connect(
+        f"ws://127.0.0.1:{server.port}/ws?{query}")
+    frames = []
+    while len(frames) < count:
+        frame = await asyncio.wait_for(conn.read_message(), 5)
+        assert isinstance(frame, str), f"closed: {conn.close_code} {conn.close_reason}"
+        frames.append(frame)
+    conn.close()
+    return frames
+
+
+def follows(last: int, msg: dict[str, Any]) -> bool:
+    return msg.get("first_seq", msg["seq"]) == last + 1
+
+
+async def health(server: Server) -> tuple[int, dict[str, Any]]:
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        http_url(server, "/healthz"), raise_error=False)
+    return response.code, orjson.loads(response.body)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_two_edges_send_byte_identical_batches_with_the_feeds_seq(redis_server, start_server):
+    feed, one, two = await edge_and_feed(start_server, redis_server.url, edges=2)
+    query = "symbols=SPY,AAPL,MSFT"
+    a, b = await asyncio.gather(raw_frames(one, query, 60), raw_frames(two, query, 60))
+    batches_a = {m["seq"]: f for f in a if (m := orjson.loads(f))["type"] == "batch"}
+    batches_b = {m["seq"]: f for f in b if (m := orjson.loads(f))["type"] == "batch"}
+    common = sorted(batches_a.keys() & batches_b.keys())
+    assert len(common) >= 30
+    assert all(batches_a[s] == batches_b[s] for s in common)
+    seqs = sorted(batches_a)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap
+    assert abs(seqs[-1] - feed.state.batcher.seq) < 50  # the feed's numbering, not the edge's
+    ticks = [orjson.loads(batches_a[s])["ticks"] for s in common]
+    assert sum(len(t["sym"]) for t in ticks) > 0
+    assert {s for t in ticks for s in t["sym"]} <= {"SPY", "AAPL", "MSFT"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_client_resumes_on_the_other_edge_with_exactly_the_missed_batches(
+        redis_server, start_server):
+    _, one, two = await edge_and_feed(start_server, redis_server.url, edges=2)
+    client = await WSClient.connect(one)
+    assert (await client.recv())["type"] == "snapshot"
+    last = 0
+    for _ in range(10):
+        last = (await client.recv_type("batch"))["seq"]
+    client.close()
+    await asyncio.sleep(0.5)  # ~50 batches go by while it is away
+    client = await WSClient.connect(two, f"since={last}")
+    got = [await client.recv() for _ in range(80)]
+    assert got[0]["type"] == "batch" and got[0]["seq"] == last + 1, got[0]
+    for msg in got:
+        assert msg["type"] == "batch" and follows(last, msg), (last, msg)
+        last = msg["seq"]
+    client.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_redis_restart_degrades_the_edge_then_clients_carry_on_without_a_gap(
+        redis_server, start_server):
+    _, edge = await edge_and_feed(start_server, redis_server.url)
+    client = await WSClient.connect(edge)
+    assert (await client.recv())["type"] == "snapshot"
+    last = (await client.recv_type("batch"))["seq"]
+
+    redis_server.stop()
+    deadline = time.monotonic() + 10
+    while (await health(edge))[0] != 503:
+        assert time.monotonic() < deadline, "the edge never said it was degraded"
+        await asyncio.sleep(0.1)
+    _, body = await health(edge)
+    assert body["status"] == "degraded" and body["broker"]["state"] == "degraded"
+    while True:  # drain what was sent before Redis went, then nothing more comes
+        try:
+            msg = await client.recv(timeout=0.5)
+        except TimeoutError:
+            break
+        assert follows(last, msg), (last, msg)
+        last = msg["seq"]
+    assert client.conn.close_code is None  # still connected
+
+    await asyncio.sleep(1.0)  # batches pile up in the feed while Redis is away
+    redis_server.start()
+    seen_reset = False
+    deadline = time.monotonic() + 15
+    while (await health(edge))[0] != 200:
+        assert time.monotonic() < deadline, "the edge never recovered"
+        await asyncio.sleep(0.1)
+    for _ in range(150):  # what piled up, then live batches again
+        msg = await client.recv(timeout=5)
+        seen_reset |= msg["type"] == "snapshot"
+        assert msg["type"] == "batch" and follows(last, msg), (last, msg)
+        last = msg["seq"]
+    assert not seen_reset
+    _, body = await health(edge)
+    assert body["broker"]["reconnects"] >= 1 and body["broker"]["resets"] == 0
+    text = (await tornado.httpclient.AsyncHTTPClient().fetch(http_url(edge, "/metrics"))).body
+    assert metric(text.decode(), "dashboard_broker_connected") == 1.0
+    assert metric(text.decode(), "dashboard_broker_reconnects_total") >= 1.0
+    client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_restarted_feed_sends_every_client_a_reset_snapshot(redis_server, start_server):
+    feed, edge = await edge_and_feed(start_server, redis_server.url)
+    client = await WSClient.connect(edge, "symbols=SPY")
+    assert (await client.recv())["type"] == "snapshot"
+    old = (await client.recv_type("batch"))["seq"]
+    await feed.stop()
+    await asyncio.sleep(0.05)  # seq starts at the start time in ms: the new feed's is later
+    await start_server(broker=redis_server.url, role="feed")
+    msg = await client.recv_type("snapshot", timeout=10)
+    assert msg["reset"] is True and msg["seq"] > old + 1
+    assert msg["quotes"]["sym"] == ["SPY"]
+    nxt = await client.recv_type("batch")
+    assert nxt["seq"] == msg["seq"] + 1
+    client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_late_edge_starts_from_the_feeds_state_and_held_batches(redis_server, start_server):
+    feed = await start_server(broker=redis_server.url, role="feed")
+    await asyncio.sleep(2.5)  # past the first state save and a few hundred batches
+    edge = await start_server(broker=redis_server.url, role="edge")
+    since = edge.state.batcher.history[0].seq
+    client = await WSClient.connect(edge, f"since={since}")
+    first = await client.recv()
+    assert first["type"] == "batch" and follows(since, first), first  # a merged catch-up
+    client.close()
+    fetch = tornado.httpclient.AsyncHTTPClient().fetch
+    for _ in range(50):  # compare the two at the same seq
+        f_bars, e_bars = await asyncio.gather(
+            fetch(http_url(feed, "/api/bars?symbol=SPY&interval=1s&limit=5")),
+            fetch(http_url(edge, "/api/bars?symbol=SPY&interval=1s&limit=5")))
+        if feed.state.batcher.seq == edge.state.batcher.seq:
+            break
+    f_bars, e_bars = orjson.loads(f_bars.body), orjson.loads(e_bars.body)
+    assert e_bars["t"][:-1] == f_bars["t"][:-1] and e_bars["v"][:-1] == f_bars["v"][:-1]
+    f_snap = feed.state.hub.snapshot(None, 0).message["quotes"]
+    e_snap = edge.state.hub.snapshot(None, 0).message["quotes"]
+    assert e_snap["sym"] == f_snap["sym"]
+    assert e_snap["open"].tolist() == f_snap["open"].tolist()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_feed_process_serves_health_and_metrics_but_no_streams(redis_server, start_server):
+    feed = await start_server(broker=redis_server.url, role="feed")
+    code, body = await health(feed)
+    assert code == 200 and body["role"] == "feed"
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        http_url(feed, "/ws"), raise_error=False)
+    assert response.code == 404
+
+
+def test_workers_serve_clients_from_every_process_on_one_port(redis_server):
+    proc = DashboardProcess("--broker", redis_server.url, "--workers", "2", "--symbols", "20",
+                            "--batch-ms", "20")
+    try:
+        asyncio.run(_clients_on_both_workers(proc.port))
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        code, _ = proc.wait(15)
+        assert code == 0
+        with pytest.raises(OSError):  # every worker is gone with the parent
+            socket.create_connection(("127.0.0.1", proc.port), timeout=1).close()
+
+
+async def _clients_on_both_workers(port: int) -> None:
+    conns = [await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+             for _ in range(24)]
+    last: dict[int, int] = {}
+    for i, conn in enumerate(conns):
+        for _ in range(3):
+            msg = orjson.loads(await asyncio.wait_for(conn.read_message(), 5))
+            if msg["type"] == "batch":
+                assert i not in last or follows(last[i], msg)
+            last[i] = msg["seq"]
+    assert max(last.values()) - min(last.values()) < 20  # one sequence for all of them
+    by_pid: dict[int, int] = {}
+    client = tornado.httpclient.AsyncHTTPClient()
+    for _ in range(60):  # each request is a new connection, spread over the workers
+        body = orjson.loads((await client.fetch(f"http://127.0.0.1:{port}/healthz")).body)
+        by_pid[body["pid"]] = body["connections"]
+        if len(by_pid) == 2:
+            break
+    assert len(by_pid) == 2, by_pid
+    assert sum(by_pid.values()) == len(conns) and min(by_pid.values()) > 0, by_pid
+    for conn in conns:
+        conn.close()
