@@ -206,3 +206,33 @@ def test_the_status_bar_shows_a_feed_that_is_not_live(browser):
         page.close()
     finally:
         quiet.close()
+
+
+def test_an_edge_cut_off_from_redis_shows_degraded_then_recovers_without_a_gap(
+        browser, redis_server):
+    # History outlasts the outage (the page polls /healthz every 5 s), so nothing is lost.
+    held = dataclasses.replace(CONFIG, broker=redis_server.url, history_s=60.0)
+    feed = ServerThread(dataclasses.replace(held, role="feed"))
+    edge = ServerThread(dataclasses.replace(held, role="edge"))
+    try:
+        feed.start()
+        edge.start()
+        page = Page(browser, edge.url)
+        page.wait_state("live")
+        page.wait_applied(5)
+        redis_server.stop()
+        page.page.wait_for_selector('#feed[data-state="degraded"]', state="visible",
+                                    timeout=15000)
+        assert "broker degraded" in page.page.inner_text("#feed")
+        redis_server.start()
+        page.page.wait_for_selector("#feed", state="hidden", timeout=15000)
+        applied = page.view()["applied"]
+        page.wait_applied(applied + 20)
+        view = page.view()
+        assert view["gaps"] == 0 and view["resets"] == 0 and view["state"] == "live"
+        # Chromium logs the degraded /healthz answer (503) itself; nothing else may fail.
+        assert [e for e in page.errors if "status of 503" not in e] == []
+        page.close()
+    finally:
+        edge.close()
+        feed.close()

@@ -468,14 +468,18 @@ function everySecond() {
   latencyCount = 0;
 }
 
-// The feed's own health (a stale or reconnecting exchange feed), from /healthz.
+// The feed's own health (a stale or reconnecting exchange feed) and the broker's, from
+// /healthz (a degraded edge answers 503 with the same body).
 async function checkFeed() {
   const el = document.getElementById("feed");
   try {
     const health = await (await fetch("healthz", { cache: "no-store" })).json();
-    const down = (health.feeds || []).filter((f) => f.state !== "live");
-    el.textContent = down.map((f) => `feed ${f.name} ${f.state}`).join(" · ");
-    el.dataset.state = down.length ? down[0].state : "live";
+    const down = (health.feeds || []).filter((f) => f.state !== "live")
+      .map((f) => [`feed ${f.name} ${f.state}`, f.state]);
+    // An edge server cut off from its broker keeps the page connected, but nothing new comes.
+    if (health.broker && health.broker.state === "degraded") down.unshift(["broker degraded: no new data", "degraded"]);
+    el.textContent = down.map(([text]) => text).join(" · ");
+    el.dataset.state = down.length ? down[0][1] : "live";
     el.hidden = down.length === 0;
   } catch {
     // the connection state already says the server is unreachable
