@@ -85,6 +85,26 @@ async def test_a_client_resumes_on_the_other_edge_with_exactly_the_missed_batche
     client.close()
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_an_edge_restart_loses_nothing_for_a_client_that_resumes(redis_server,
+                                                                       start_server):
+    _, edge = await edge_and_feed(start_server, redis_server.url)
+    client = await WSClient.connect(edge)
+    assert (await client.recv())["type"] == "snapshot"
+    last = 0
+    for _ in range(5):
+        last = (await client.recv_type("batch"))["seq"]
+    await edge.stop()  # the client is closed with 1001 and comes back to a new edge
+    assert (await client.closed())[0] == 1001
+    again = await start_server(broker=redis_server.url, role="edge")
+    client = await WSClient.connect(again, f"since={last}")
+    for _ in range(40):
+        msg = await client.recv()
+        assert msg["type"] == "batch" and follows(last, msg), (last, msg)
+        last = msg["seq"]
+    client.close()
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_redis_restart_degrades_the_edge_then_clients_carry_on_without_a_gap(
         redis_server, start_server):
