@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,6 +267,8 @@ class Server:
             now = now_ms()
             if self._recorder is not None:
                 self._recorder.flush()
+            if self.feed is None:
+                _watch_edge_feed(state.feed_health)
             for client in list(state.clients):
                 try:
                     client.keepalive(now)
@@ -305,6 +308,18 @@ class Server:
         if self._http is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._http.close_all_connections(), 0.5)
+
+
+#: An edge whose broker is up but brings no batch for this long shows its feed as stale
+#: (the feed process stopped, or its own source went quiet).
+EDGE_FEED_STALE_S = 3.0
+
+
+def _watch_edge_feed(health: FeedHealth) -> None:
+    last = health.last_message_at
+    if health.state is FeedState.LIVE and last is not None and (
+            time.monotonic() - last > EDGE_FEED_STALE_S):
+        health.state = FeedState.STALE  # the next batch makes it live again
 
 
 def _family(host: str) -> socket.AddressFamily:

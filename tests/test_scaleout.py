@@ -157,7 +157,10 @@ async def test_a_restarted_feed_sends_every_client_a_reset_snapshot(redis_server
     assert (await client.recv())["type"] == "snapshot"
     old = (await client.recv_type("batch"))["seq"]
     await feed.stop()
-    await asyncio.sleep(0.05)  # seq starts at the start time in ms: the new feed's is later
+    deadline = time.monotonic() + 10
+    while (await health(edge))[1]["feeds"][0]["state"] != "stale":
+        assert time.monotonic() < deadline, "the edge never noticed its feed went quiet"
+        await asyncio.sleep(0.2)
     await start_server(broker=redis_server.url, role="feed")
     msg = await client.recv_type("snapshot", timeout=10)
     assert msg["reset"] is True and msg["seq"] > old + 1
