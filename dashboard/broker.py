@@ -59,9 +59,14 @@ class BrokerHealth:
 
 
 def redacted(url: str) -> str:
+    """The URL as shown in /healthz and logs: scheme, host, port, path — never a password,
+    whether in the userinfo or in the query (``?password=``, the only way for unix://)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
     host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    if ":" in host:
+        host = f"[{host}]"
+    user = "***@" if parts.username or parts.password else ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, "", ""))

@@ -67,7 +67,8 @@ def _broker(raw: str) -> str:
     if raw == "memory":
         return raw
     if not re.fullmatch(r"(rediss?|unix)://\S+", raw):
-        raise argparse.ArgumentTypeError(f"expected memory or redis://HOST:PORT/DB, got {raw!r}")
+        # The value is not echoed: it may hold a password.
+        raise argparse.ArgumentTypeError("expected memory or redis://HOST:PORT/DB")
     if importlib.util.find_spec("redis") is None:
         raise argparse.ArgumentTypeError(
             "a Redis broker needs the redis package: pip install 'market-dashboard[redis]'"

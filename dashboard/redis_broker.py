@@ -181,6 +181,13 @@ class Reader:
                 waiting = True
             await asyncio.sleep(0.2)
 
+    async def start(self, batcher: Batcher) -> None:
+        """:meth:`load` at startup, where unreachable Redis is an error for the command line."""
+        try:
+            await self.load(batcher)
+        except FAULTS as e:
+            raise BrokerError(f"cannot load from redis {self.health.url}: {e}") from None
+
     async def load(self, batcher: Batcher) -> None:
         """Quotes and bars from the saved state, then every held entry: those the state
         already reflects only go to the resume history, the rest are applied."""

@@ -199,7 +199,7 @@ class Server:
         info = await reader.feed_info()
         table = SymbolTable(info.symbols)
         batcher = Batcher(table.names, info.history_s, first_seq=1)
-        await reader.load(batcher)
+        await reader.start(batcher)
         feed_health = FeedHealth()
         metrics.watch_feed(info.feed, feed_health)
         return ServerState(
