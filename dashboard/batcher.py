@@ -103,6 +103,11 @@ class Batcher:
         self._trim(batch.ts)
 
     @property
+    def oldest_seq(self) -> Seq:
+        """The oldest batch held for resume (``seq + 1`` when none is)."""
+        return self._history[0].seq if self._history else self.seq + 1
+
+    @property
     def history(self) -> tuple[Batch, ...]:
         return tuple(self._history)
 

@@ -140,11 +140,14 @@ class Publisher:
         self._published = last
 
     async def _publish(self) -> None:
-        history = self.batcher.history
-        todo = [b for b in history if b.seq > self._published]
+        # resume() slices the held batches; copying the whole history every batch would
+        # cost the event loop O(history) 20 times a second. None: publish all that is held.
+        todo = self.batcher.resume(self._published).replay
+        if todo is None:
+            todo = list(self.batcher.history)
         if not todo:
             return
-        oldest = entry_id(history[0].seq)
+        oldest = entry_id(self.batcher.oldest_seq)
         for start in range(0, len(todo), PUBLISH_CHUNK):
             chunk = todo[start:start + PUBLISH_CHUNK]
             async with self.client.pipeline(transaction=False) as pipe:
