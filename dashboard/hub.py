@@ -9,6 +9,7 @@ that failed is skipped and cleans itself up.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -52,10 +53,18 @@ class Subscriber(Protocol):
 
 
 class Hub:
-    def __init__(self, batcher: Batcher, table: SymbolTable, metrics: Metrics) -> None:
+    def __init__(
+        self, batcher: Batcher, table: SymbolTable, metrics: Metrics, wait_ahead_ms: float = 0.0
+    ) -> None:
+        """``wait_ahead_ms``: how long a client resuming from a ``since`` this hub has not
+        reached yet waits for it (an edge a little behind the one the client left) before
+        it gets a reset snapshot. 0: at once (a single server, the source of every seq)."""
         self.batcher = batcher
         self.table = table
         self.metrics = metrics
+        self.wait_ahead_ms = wait_ahead_ms
+        #: Joined clients waiting for their ``since``: (since, give up at ms).
+        self._ahead: dict[Subscriber, tuple[Seq, float]] = {}
         self._selections: dict[frozenset[int] | None, tuple[Selection, int]] = {}
         self._groups: dict[tuple[Selection, Form], set[Subscriber]] = {}
         self._member: dict[Subscriber, tuple[Selection, Form]] = {}
@@ -81,6 +90,16 @@ class Hub:
         """Subscribe ``sub`` and deliver what must come first: a snapshot, or the batches
         after ``since`` while they are held (a reset snapshot when they are not)."""
         selection = self._acquire(indices)
+        if since is not None and since > self.batcher.seq and self.wait_ahead_ms > 0:
+            self._member[sub] = (selection, form)  # in no group: nothing comes until then
+            self._ahead[sub] = (since, now_ms + self.wait_ahead_ms)
+            return
+        self._start(sub, selection, form, since, now_ms)
+
+    def _start(
+        self, sub: Subscriber, selection: Selection, form: Form, since: Seq | None,
+        now_ms: float,
+    ) -> None:
         if since is None:
             self.send(sub, form, self._snapshot(selection, reset=False, now_ms=now_ms))
         else:
@@ -101,6 +120,11 @@ class Hub:
         """Change what ``sub`` receives; symbols new to it get a snapshot first."""
         old, form = self._member[sub]
         selection = self._acquire(indices)
+        if sub in self._ahead:  # still waiting for its since: start it on a reset instead
+            since, _ = self._ahead[sub]
+            self._remove(sub)
+            self._start(sub, selection, form, since, now_ms)
+            return
         added = selection.indices[[i not in old for i in selection.indices.tolist()]]
         self._remove(sub)
         sub.restrict(selection)
@@ -136,11 +160,25 @@ class Hub:
 
     def _remove(self, sub: Subscriber) -> None:
         selection, form = self._member.pop(sub)
-        group = self._groups[(selection, form)]
-        group.discard(sub)
-        if not group:
-            del self._groups[(selection, form)]
+        if self._ahead.pop(sub, None) is None:
+            group = self._groups[(selection, form)]
+            group.discard(sub)
+            if not group:
+                del self._groups[(selection, form)]
         self._release(selection)
+
+    def _start_waiting(self, ready: Callable[[Seq, float], bool], now_ms: float) -> None:
+        """Start the waiting clients whose ``(since, give-up time)`` is ``ready``."""
+        for sub, (since, give_up) in list(self._ahead.items()):
+            if ready(since, give_up):
+                del self._ahead[sub]
+                selection, form = self._member[sub]
+                self._start(sub, selection, form, since, now_ms)
+
+    def expire_waiting(self, now_ms: float) -> None:
+        """Clients that waited too long for their ``since`` get a reset snapshot."""
+        if self._ahead:
+            self._start_waiting(lambda _, give_up: give_up <= now_ms, now_ms)
 
     def _acquire(self, indices: npt.NDArray[np.int32] | None) -> Selection:
         key = None if indices is None or len(indices) == len(self.table) else frozenset(
@@ -222,6 +260,7 @@ class Hub:
             data = self._snapshot(selection, reset=True, now_ms=now_ms).form(form)
             for sub in tuple(group):
                 self._count(form, 1, sub.deliver(data, after_pending=True))
+        self._start_waiting(lambda _, __: True, now_ms)
 
     def publish(self, batch: Batch) -> None:
         self._snapshots.clear()
@@ -239,3 +278,5 @@ class Hub:
                     written += n
                     frames += 1
             self._count(form, frames, written)
+        if self._ahead:  # after the fan-out: their replay includes this batch
+            self._start_waiting(lambda since, _: since <= batch.seq, batch.ts)

@@ -40,10 +40,10 @@ class Recorder:
         pass
 
 
-def make_hub() -> tuple[Hub, Batcher]:
+def make_hub(wait_ahead_ms: float = 0.0) -> tuple[Hub, Batcher]:
     table = SymbolTable(NAMES)
     batcher = Batcher(NAMES, history_s=10, first_seq=1)
-    return Hub(batcher, table, Metrics()), batcher
+    return Hub(batcher, table, Metrics(), wait_ahead_ms=wait_ahead_ms), batcher
 
 
 def publish(hub: Hub, batcher: Batcher, rows) -> None:
@@ -118,3 +118,61 @@ def test_clients_resuming_from_far_back_share_one_catch_up_message():
     assert all(len(s.frames) == 1 and s.frames[0] is storm[0].frames[0] for s in storm)
     msg = orjson.loads(payload(storm[0].frames[0]))
     assert msg["first_seq"] == since + 1 and msg["seq"] == batcher.seq
+
+
+def messages(sub: Recorder) -> list[dict]:
+    return [orjson.loads(f) for f in sub.frames]
+
+
+def test_a_client_ahead_of_an_edge_waits_for_its_since_then_follows_on_without_a_reset():
+    hub, batcher = make_hub(wait_ahead_ms=5000)
+    publish(hub, batcher, [(0, 10.0, 0, 1)])
+    ahead, behind = Recorder(), Recorder()
+    hub.join(ahead, Form.NDJSON, None, since=batcher.seq + 2, now_ms=T0)
+    hub.join(behind, Form.NDJSON, None, since=batcher.seq + 1, now_ms=T0)
+    publish(hub, batcher, [(1, 11.0, 1, 1)])
+    assert ahead.frames == [] and behind.frames == []  # behind's since is this very batch
+    publish(hub, batcher, [(2, 12.0, 2, 1)])
+    publish(hub, batcher, [(0, 13.0, 3, 1)])
+    assert [m["seq"] for m in messages(behind)] == [batcher.seq - 1, batcher.seq]
+    assert [m["seq"] for m in messages(ahead)] == [batcher.seq]
+    assert all(m["type"] == "batch" for m in messages(ahead) + messages(behind))
+    hub.expire_waiting(T0 + 10_000)  # no longer waiting: nothing more comes of it
+    assert len(ahead.frames) == 1
+
+
+def test_a_client_whose_since_never_comes_gets_a_reset_snapshot_after_the_wait():
+    hub, batcher = make_hub(wait_ahead_ms=5000)
+    publish(hub, batcher, [(0, 10.0, 0, 1)])
+    sub, gone = Recorder(), Recorder()
+    hub.join(sub, Form.NDJSON, None, since=batcher.seq + 1000, now_ms=T0)
+    hub.join(gone, Form.NDJSON, None, since=batcher.seq + 1000, now_ms=T0)
+    hub.leave(gone)
+    hub.expire_waiting(T0 + 4999)
+    assert sub.frames == []
+    hub.expire_waiting(T0 + 5000)
+    (snapshot,) = messages(sub)
+    assert snapshot["type"] == "snapshot" and snapshot["reset"] and snapshot["seq"] == batcher.seq
+    publish(hub, batcher, [(1, 11.0, 1, 1)])
+    assert messages(sub)[-1]["seq"] == batcher.seq
+    assert gone.frames == [] and len(hub) == 1
+
+
+def test_a_waiting_client_that_changes_its_symbols_starts_on_a_reset_snapshot():
+    hub, batcher = make_hub(wait_ahead_ms=5000)
+    publish(hub, batcher, [(0, 10.0, 0, 1), (1, 20.0, 0, 1)])
+    sub = Recorder()
+    hub.join(sub, Form.NDJSON, None, since=batcher.seq + 5, now_ms=T0)
+    hub.resubscribe(sub, np.array([1], np.int32), now_ms=T0)
+    (snapshot,) = messages(sub)
+    assert snapshot["reset"] and snapshot["quotes"]["sym"] == ["MSFT"]
+    publish(hub, batcher, [(1, 11.0, 1, 1)])
+    assert messages(sub)[-1]["ticks"]["sym"] == ["MSFT"]
+
+
+def test_a_single_server_resets_a_client_from_the_future_at_once():
+    hub, batcher = make_hub()
+    publish(hub, batcher, [(0, 10.0, 0, 1)])
+    sub = Recorder()
+    hub.join(sub, Form.NDJSON, None, since=batcher.seq + 1, now_ms=T0)
+    assert messages(sub)[0]["reset"] is True
