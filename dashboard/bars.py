@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.arraystate import ArrayState
+from dashboard.arraystate import Arrays, ArrayState
 from feeds.base import Ticks
 
 
@@ -69,6 +69,28 @@ class BarSeries(ArrayState):
         self._l[g_sym, slot] = np.where(fresh, g_l, np.minimum(self._l[g_sym, slot], g_l))
         self._c[g_sym, slot] = g_c
         self._v[g_sym, slot] = np.where(cur, self._v[g_sym, slot] + g_v, g_v)
+
+    def arrays(self) -> Arrays:
+        """Only the slots that hold a bar: most are empty for a young feed or a thin symbol,
+        and the state travels to every starting edge."""
+        slot = np.flatnonzero(self._bar.ravel() >= 0)
+        held = {name: getattr(self, name).ravel()[slot] for name in self.STATE_FIELDS}
+        return {"slot": slot, **held}
+
+    def load(self, arrays: Arrays) -> None:
+        slot = arrays.get("slot")
+        size = self._bar.size
+        if slot is None or slot.dtype.kind not in "iu" or (len(slot) and (
+                slot.min() < 0 or slot.max() >= size)):
+            raise ValueError("bar slots do not fit this server")
+        full: Arrays = {}
+        for name in self.STATE_FIELDS:
+            held, new = getattr(self, name), arrays.get(name)
+            if new is None or new.shape != slot.shape or new.dtype != held.dtype:
+                raise ValueError(f"state field {name!r} does not fit this server")
+            full[name] = np.full_like(held, -1 if name == "_bar" else 0)
+            full[name].ravel()[slot] = new
+        super().load(full)
 
     def bars(self, sym: int, limit: int) -> BarColumns:
         """The newest ``limit`` bars of ``sym``, oldest first (the newest possibly still open)."""

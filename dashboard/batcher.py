@@ -53,14 +53,18 @@ class Batcher:
         self.symbols = tuple(symbols)
         self.history_ms = history_s * 1000.0
         self.seq: Seq = first_seq - 1
+        self.ticks_in = 0
+        self._pending: list[Ticks] = []
+        self._history: deque[Batch] = deque()
+        self.clear_state()
+
+    def clear_state(self) -> None:
+        """Forget every quote and bar (an edge whose feed restarted without saved state)."""
         self.quotes = QuoteTable(len(self.symbols))
         self.bars = {
             name: BarSeries(len(self.symbols), interval_s, capacity)
             for name, (interval_s, capacity) in BAR_INTERVALS_S.items()
         }
-        self.ticks_in = 0
-        self._pending: list[Ticks] = []
-        self._history: deque[Batch] = deque()
 
     def add(self, ticks: Ticks) -> None:
         if len(ticks):
@@ -101,6 +105,12 @@ class Batcher:
         self.seq = batch.seq
         self._history.append(batch)
         self._trim(batch.ts)
+
+    def restart(self, seq: Seq) -> None:
+        """The quotes and bars now reflect batch ``seq`` (an edge restored the feed's state):
+        the history held no longer leads up to them."""
+        self._history.clear()
+        self.seq = seq
 
     @property
     def oldest_seq(self) -> Seq:

@@ -46,7 +46,7 @@ class BrokerHealth:
     def down(self, error: BaseException) -> None:
         text = str(error) or type(error).__name__
         if self.state is not BrokerState.DEGRADED:
-            log.warning("redis %s unreachable, serving what is held: %s", self.url, text)
+            log.warning("redis %s unreachable, retrying: %s", self.url, text)
             self.state, self.since = BrokerState.DEGRADED, time.monotonic()
         self.error = text
 

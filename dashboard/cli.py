@@ -12,7 +12,8 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from dashboard import __version__
 from dashboard.argtypes import OneLineParser, number
@@ -184,21 +185,42 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
 
 
 async def run(server: Server) -> int:
+    """Until SIGINT/SIGTERM (also while still starting: an edge may wait for Redis or for a
+    feed process) or an error no retry mends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await server.start()
+        if not await _first(server.start(), stop.wait()):
+            await server.stop()
+            return 0
     except (FeedError, BrokerError, BrokerDataError, OSError) as e:
         await server.stop()
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(f"listening on {server.url}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await _first(stop.wait(), server.failed.wait())
     logging.getLogger(__name__).info("shutting down")
     await server.stop()
+    if server.failure is not None:
+        print(f"{PROG}: error: {server.failure}", file=sys.stderr)
+        return 1
     return 0
+
+
+async def _first(main: Coroutine[Any, Any, Any], other: Coroutine[Any, Any, Any]) -> bool:
+    """Run both until one ends, cancel the other; True when ``main`` ended first (its
+    exception, if any, is raised)."""
+    tasks = [asyncio.ensure_future(main), asyncio.ensure_future(other)]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    if tasks[0] in done:
+        tasks[0].result()
+        return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> None:

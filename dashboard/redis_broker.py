@@ -1,10 +1,13 @@
 """Scale-out over Redis: one feed process publishes, any number of edges serve clients.
 
-The feed side (:class:`Publisher`) keeps a Redis Stream in step with its batcher's history:
-each batch becomes an entry with id ``<seq>-0``, the stream is trimmed to the history
-window, and the quotes and bars are saved every few seconds for starting edges. When Redis
-comes back after an outage (or restarts empty), the publisher re-appends whatever of its
-history the stream lacks, so edges that resume from the last entry they read see no gap.
+The feed side (:class:`Publisher`) holds a lock, so that a second feed process on the same
+database stops with an error instead of interleaving its batches. It keeps a Redis Stream in
+step with its batcher's history: each batch becomes an entry with id ``<seq>-0``, the stream
+is trimmed to the history window, and the quotes and bars are saved now and then for
+starting edges. When Redis comes back after an outage (or restarts empty), the publisher
+re-appends whatever of its history the stream lacks, so edges that resume from the last
+entry they read see no gap. A feed process that starts anew (a new *run*) drops the previous
+run's stream and state first: two runs' batches never mix.
 
 The edge side (:class:`Reader`) loads the feed's description, state and stream, then
 follows the stream with blocking reads and hands each batch to the same batcher and hub a
@@ -20,13 +23,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    NoPermissionError,
+    RedisError,
+)
 
 from dashboard.batcher import Batch, Batcher, Seq
 from dashboard.broker import BrokerError, BrokerHealth
@@ -39,6 +47,7 @@ from dashboard.stream_codec import (
     entry_id,
     restore_state,
     seq_of,
+    state_arrays,
 )
 from feeds.base import jittered_backoff
 
@@ -48,8 +57,14 @@ PREFIX = "market-dashboard"
 STREAM_KEY = f"{PREFIX}:batches"
 STATE_KEY = f"{PREFIX}:state"
 INFO_KEY = f"{PREFIX}:feed"
-#: How often the feed saves quotes and bars; a starting edge replays the stream after them.
-STATE_EVERY_S = 2.0
+LOCK_KEY = f"{PREFIX}:feed-lock"
+#: The feed's lock outlives a feed process killed without a chance to release it by this
+#: long; the live feed renews it every LOCK_RENEW_S.
+LOCK_TTL_MS = 10_000
+LOCK_RENEW_S = 2.0
+#: The state is saved at most this often and at least this often; in between, by a third
+#: of the history window, so a starting edge always finds the stream entries after it.
+STATE_EVERY_S = (2.0, 30.0)
 #: A blocking read returns at least this often, so a dead connection is noticed.
 READ_BLOCK_MS = 1000
 READ_COUNT = 1000
@@ -60,6 +75,25 @@ PUBLISH_CHUNK = 500
 
 #: What a lost connection to Redis looks like (redis-py wraps most socket errors).
 FAULTS = (RedisError, OSError, asyncio.TimeoutError)
+#: What no retry mends: a wrong password or missing rights. The process stops with an error.
+REFUSALS = (AuthenticationError, AuthorizationError, NoPermissionError)
+
+_HOLD_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+_RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+T = TypeVar("T")
+
+
+class FeedLockError(BrokerError):
+    """Another feed process publishes to this database."""
 
 
 def connect(url: str) -> redis.Redis:
@@ -69,6 +103,11 @@ def connect(url: str) -> redis.Redis:
         url, socket_connect_timeout=2.0, socket_timeout=READ_BLOCK_MS / 1000 + 4.0,
         retry=Retry(NoBackoff(), 0), health_check_interval=0,
     )
+
+
+def state_every_s(history_s: float) -> float:
+    low, high = STATE_EVERY_S
+    return min(high, max(low, history_s / 3))
 
 
 def _stopping() -> bool:
@@ -82,6 +121,33 @@ async def _pause(attempt: int) -> None:
     await asyncio.sleep(jittered_backoff(attempt, INITIAL_BACKOFF_S, MAX_BACKOFF_S))
 
 
+def _refused(health: BrokerHealth, error: Exception) -> BrokerError:
+    return BrokerError(f"redis {health.url} refused this server: {error}")
+
+
+async def _retrying(health: BrokerHealth, step: Callable[[], Awaitable[T]]) -> T:
+    """``step`` until Redis answers it, marking the broker down meanwhile."""
+    attempt = 0
+    while True:
+        try:
+            return await step()
+        except REFUSALS as e:
+            raise _refused(health, e) from None
+        except FAULTS as e:
+            if _stopping():
+                raise asyncio.CancelledError from e
+            health.down(e)
+            await _pause(attempt)
+            attempt += 1
+
+
+def _run_of(blob: bytes | None) -> str | None:
+    try:
+        return FeedInfo.decode(blob).run if blob is not None else None
+    except BrokerDataError:
+        return None
+
+
 class Publisher:
     """Feed side. :meth:`notify` after each batch; :meth:`run` does the writing."""
 
@@ -92,33 +158,46 @@ class Publisher:
         self.batcher = batcher
         self.info = info
         self.health = health
+        self.state_every_s = state_every_s(info.history_s)
         self._published: Seq = -1
+        self._saved: Seq | None = None
         self._wake = asyncio.Event()
+        self._hold = client.register_script(_HOLD_LOCK)
+        self._release = client.register_script(_RELEASE_LOCK)
 
     def notify(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        """Publish until cancelled; raises ``BrokerError`` when another feed holds the lock
+        or Redis refuses this server (no retry mends either)."""
         attempt = 0
         synced = False
-        state_due = 0.0
+        state_due = lock_due = 0.0
         while not _stopping():
             try:
                 self._wake.clear()
+                if not synced or time.monotonic() >= lock_due:
+                    await self._hold_lock()
+                    lock_due = time.monotonic() + LOCK_RENEW_S
                 if not synced:
                     await self._sync()
                     synced, attempt, state_due = True, 0, 0.0
                     self.health.up()
                 await self._publish()
-                if time.monotonic() >= state_due and self._published == self.batcher.seq:
-                    await self.client.set(STATE_KEY, encode_state(self.batcher))
-                    state_due = time.monotonic() + STATE_EVERY_S
+                if time.monotonic() >= state_due and self._state_wanted():
+                    await self._save_state()
+                    state_due = time.monotonic() + self.state_every_s
                 if _stopping():
                     break
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(STATE_EVERY_S):
+                    async with asyncio.timeout(LOCK_RENEW_S):
                         await self._wake.wait()
-            except (*FAULTS, BrokerError) as e:
+            except FeedLockError:
+                raise
+            except REFUSALS as e:
+                raise _refused(self.health, e) from None
+            except FAULTS as e:
                 if _stopping():
                     raise asyncio.CancelledError from e
                 synced = False
@@ -126,18 +205,44 @@ class Publisher:
                 await _pause(attempt)
                 attempt += 1
 
+    async def release(self) -> None:
+        """Give the lock up at shutdown, so a restarted feed need not wait for it to expire
+        (when Redis is out of reach, it expires by itself)."""
+        with contextlib.suppress(*FAULTS):
+            async with asyncio.timeout(1.0):
+                await self._release(keys=[LOCK_KEY], args=[self.info.run])
+
+    async def _hold_lock(self) -> None:
+        """Take or renew the lock. Another run's lock may be that of a feed killed without
+        releasing it: wait for it to expire. One still held after that is a live feed's."""
+        give_up = time.monotonic() + LOCK_TTL_MS / 1000 + 2 * LOCK_RENEW_S
+        waiting = False
+        while not await self._hold(keys=[LOCK_KEY], args=[self.info.run, LOCK_TTL_MS]):
+            if time.monotonic() > give_up:
+                raise FeedLockError(
+                    f"another feed process is publishing to redis {self.health.url}: stop it, "
+                    "or give this one another database (redis://HOST:PORT/DB)"
+                )
+            if not waiting:
+                log.warning("another feed process holds %s; waiting up to %.0f s for it to "
+                            "expire", LOCK_KEY, give_up - time.monotonic())
+                waiting = True
+            await asyncio.sleep(LOCK_RENEW_S / 4)
+
     async def _sync(self) -> None:
         """After (re)connecting: describe the feed, and find where the stream stops so the
-        history it lacks is appended again."""
-        await self.client.set(INFO_KEY, self.info.encode())
+        history it lacks is appended again. Another run's stream and state are dropped."""
+        current: Any = await self.client.get(INFO_KEY)
+        self._saved = None
+        if _run_of(current) != self.info.run:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(STREAM_KEY, STATE_KEY)
+                pipe.set(INFO_KEY, self.info.encode())
+                await pipe.execute()
+            self._published = -1
+            return
         top: Any = await self.client.xrevrange(STREAM_KEY, count=1)
-        last = seq_of(top[0][0]) if top else -1
-        if last > self.batcher.seq:
-            raise BrokerError(
-                f"{STREAM_KEY} already holds seq {last}, ahead of this feed's "
-                f"{self.batcher.seq}: is another feed process publishing to it?"
-            )
-        self._published = last
+        self._published = seq_of(top[0][0]) if top else -1
 
     async def _publish(self) -> None:
         # resume() slices the held batches; copying the whole history every batch would
@@ -159,6 +264,20 @@ class Publisher:
             self._published = chunk[-1].seq
             self.health.last_seq = self._published
 
+    def _state_wanted(self) -> bool:
+        """New batches since the last save, all of them in the stream (a starting edge
+        replays the stream after the state, so the state must not run ahead of it)."""
+        seq = self.batcher.seq
+        return self._published == seq and self._saved != seq and seq >= 0
+
+    async def _save_state(self) -> None:
+        """Copied on the loop, encoded in a thread: megabytes of bars must not hold up the
+        batches of every client."""
+        seq = self.batcher.seq
+        blob = await asyncio.to_thread(encode_state, state_arrays(self.batcher, self.info.run))
+        await self.client.set(STATE_KEY, blob)
+        self._saved = seq
+
 
 class Reader:
     """Edge side: load what the feed published, then follow the stream."""
@@ -167,16 +286,14 @@ class Reader:
         self.client = client
         self.health = health
         self.last: Seq = 0
+        #: The feed run the batcher's quotes and bars come from (None before the first load).
+        self.info: FeedInfo | None = None
 
     async def feed_info(self) -> FeedInfo:
-        """The feed's description; waits for a feed process to publish one. Unreachable
-        Redis here is a startup error (``BrokerError``), not something to wait out."""
+        """The feed's description, once Redis is reachable and a feed has published one."""
         waiting = False
         while True:
-            try:
-                blob: Any = await self.client.get(INFO_KEY)
-            except FAULTS as e:
-                raise BrokerError(f"cannot reach redis {self.health.url}: {e}") from None
+            blob: Any = await _retrying(self.health, lambda: self.client.get(INFO_KEY))
             if blob is not None:
                 return FeedInfo.decode(blob)
             if not waiting:
@@ -184,42 +301,56 @@ class Reader:
                 waiting = True
             await asyncio.sleep(0.2)
 
-    async def start(self, batcher: Batcher) -> None:
-        """:meth:`load` at startup, where unreachable Redis is an error for the command line."""
-        try:
-            await self.load(batcher)
-        except FAULTS as e:
-            raise BrokerError(f"cannot load from redis {self.health.url}: {e}") from None
-
     async def load(self, batcher: Batcher) -> None:
-        """Quotes and bars from the saved state, then every held entry: those the state
-        already reflects only go to the resume history, the rest are applied."""
-        blob: Any = await self.client.get(STATE_KEY)
-        state_seq = -1
+        """Quotes and bars from the saved state, then every held entry: those the quotes
+        already reflect only go to the resume history, the rest are applied. Retries while
+        Redis is out of reach; a feed now serving other symbols is a ``BrokerError``."""
+        while True:
+            info, blob, entries = await _retrying(self.health, self._read_all)
+            if info is not None and (blob is not None or entries):
+                break
+            await asyncio.sleep(0.05)  # a feed that has only just started
+        if info.symbols != batcher.symbols:
+            raise BrokerError("the feed process now has other symbols: restart this edge "
+                              "to serve them")
+        state_seq = None
         if blob is not None:
             try:
-                state_seq = restore_state(batcher, blob)
-            except BrokerDataError as e:  # quotes and bars then start from the stream
+                state_seq = restore_state(batcher, blob, info.run)
+            except BrokerDataError as e:  # quotes and bars then come from the stream
                 log.error("%s", e)
-        entries: Any = await self.client.xrange(STREAM_KEY)
-        while not entries and state_seq < 0:  # a feed that has only just started
-            await asyncio.sleep(0.05)
-            entries = await self.client.xrange(STREAM_KEY)
+        base: Seq | None = state_seq
+        if state_seq is not None:
+            batcher.restart(state_seq)
+        elif self.info is not None and self.info.run == info.run:
+            base = batcher.seq  # a reload within one run: the quotes reflect this far
+        else:
+            batcher.clear_state()  # another run's quotes must not sit under this run's ticks
         for entry, fields in entries:
             batch = decode_batch(entry, fields)
-            if batch.seq <= state_seq:
+            if base is not None and batch.seq <= base:
                 batcher.remember(batch)
             else:
                 batcher.apply(batch)
-        self.last = max(batcher.seq, state_seq, 0)
-        self.health.last_seq = batcher.seq
+        self.info = info
+        self.last = self.health.last_seq = batcher.seq
         self.health.up()
+
+    async def _read_all(self) -> tuple[FeedInfo | None, bytes | None, Any]:
+        """Description, state and stream as of one moment (a transaction)."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.get(INFO_KEY)
+            pipe.get(STATE_KEY)
+            pipe.xrange(STREAM_KEY)
+            info, blob, entries = await pipe.execute()
+        return (None if info is None else FeedInfo.decode(info)), blob, entries
 
     async def run(
         self, batcher: Batcher, publish: Callable[[Batch], None], reset: Callable[[], None]
     ) -> None:
-        """Follow the stream forever; ``publish`` each batch in order, ``reset`` after a
-        discontinuity has been reloaded."""
+        """Follow the stream until cancelled; ``publish`` each batch in order, ``reset`` after
+        a discontinuity has been reloaded. Raises ``BrokerError`` when Redis refuses this
+        server or the feed's symbols changed."""
         attempt = 0
         while not _stopping():
             try:
@@ -228,19 +359,20 @@ class Reader:
                 )
                 self.health.up()
                 attempt = 0
+                if not reply and await self._run_changed():
+                    await self._reload(batcher, reset, "the feed process restarted")
                 for _, entries in reply or ():
                     for entry, fields in entries:
                         batch = decode_batch(entry, fields)
                         if batch.seq != self.last + 1:
-                            log.warning("stream jumped from seq %d to %d: resetting clients",
-                                        self.last, batch.seq)
-                            await self.load(batcher)
-                            self.health.resets += 1
-                            reset()
+                            await self._reload(batcher, reset, f"stream jumped from seq "
+                                               f"{self.last} to {batch.seq}")
                             break
                         batcher.apply(batch)
                         self.last = self.health.last_seq = batch.seq
                         publish(batch)
+            except REFUSALS as e:
+                raise _refused(self.health, e) from None
             except FAULTS as e:
                 if _stopping():
                     raise asyncio.CancelledError from e
@@ -250,3 +382,16 @@ class Reader:
             except BrokerDataError as e:  # written by another version: skip the entry
                 log.error("%s; skipping it", e)
                 self.last += 1
+
+    async def _run_changed(self) -> bool:
+        """A quiet stream may be a new feed run whose seqs lie below ours (its clock behind
+        the last one's), which a read after our last entry would never return."""
+        blob: Any = await self.client.get(INFO_KEY)
+        run = _run_of(blob)
+        return run is not None and self.info is not None and run != self.info.run
+
+    async def _reload(self, batcher: Batcher, reset: Callable[[], None], why: str) -> None:
+        log.warning("%s: reloading and resetting clients", why)
+        await self.load(batcher)
+        self.health.resets += 1
+        reset()

@@ -10,6 +10,7 @@ import logging
 import socket
 import ssl
 import time
+import uuid
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ import tornado.netutil
 import tornado.web
 
 from dashboard.batcher import Batch, Batcher
-from dashboard.broker import BrokerHealth, redacted
+from dashboard.broker import BrokerError, BrokerHealth, redacted
 from dashboard.config import Config
 from dashboard.errors import ConfigError
 from dashboard.feed_loader import build_feed
@@ -129,6 +130,10 @@ class Server:
         self._recorder: RecordWriter | None = None
         self._publisher: Publisher | None = None
         self.state: ServerState | None = None
+        #: Set when a background task meets an error no retry mends (another feed holds the
+        #: broker, Redis refuses this server): the process should stop with ``failure``.
+        self.failed = asyncio.Event()
+        self.failure: BrokerError | None = None
 
     @property
     def url(self) -> str:
@@ -179,7 +184,8 @@ class Server:
         if self._redis is not None and health is not None:
             from dashboard.redis_broker import Publisher
 
-            info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s)
+            info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s,
+                            run=uuid.uuid4().hex)
             self._publisher = Publisher(self._redis, batcher, info, health)
             self._spawn(self._publisher.run())
         metrics.watch_feed(feed.name, feed.health)
@@ -199,13 +205,13 @@ class Server:
         info = await reader.feed_info()
         table = SymbolTable(info.symbols)
         batcher = Batcher(table.names, info.history_s, first_seq=1)
-        await reader.start(batcher)
+        await reader.load(batcher)
         feed_health = FeedHealth()
         metrics.watch_feed(info.feed, feed_health)
         return ServerState(
             config=self.config, table=table, batcher=batcher, metrics=metrics,
-            hub=Hub(batcher, table, metrics), feed_name=info.feed, feed_health=feed_health,
-            broker=health,
+            hub=Hub(batcher, table, metrics, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000),
+            feed_name=info.feed, feed_health=feed_health, broker=health,
         ), reader
 
     def _edge_batch(self, batch: Batch) -> None:
@@ -221,7 +227,17 @@ class Server:
         self.state.hub.reset(now_ms())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self._tasks.append(asyncio.create_task(coro))
+        task = asyncio.create_task(coro)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if isinstance(error, BrokerError):
+            self.failure = error
+            self.failed.set()
+        elif error is not None:
+            log.error("%s failed", task.get_name(), exc_info=error)
 
     async def _pump_feed(self, state: ServerState) -> None:
         assert self.feed is not None
@@ -269,6 +285,7 @@ class Server:
                 self._recorder.flush()
             if self.feed is None:
                 _watch_edge_feed(state.feed_health)
+                state.hub.expire_waiting(now)
             for client in list(state.clients):
                 try:
                     client.keepalive(now)
@@ -303,6 +320,8 @@ class Server:
             await self.feed.stop()
         if self._recorder is not None:
             self._recorder.close()
+        if self._publisher is not None:
+            await self._publisher.release()
         if self._redis is not None:
             await self._redis.aclose()
         if self._http is not None:
@@ -310,6 +329,9 @@ class Server:
                 await asyncio.wait_for(self._http.close_all_connections(), 0.5)
 
 
+#: A client resuming from a seq this edge has not read yet (it comes from an edge further
+#: ahead) waits this long for it, then gets a reset snapshot.
+EDGE_WAIT_AHEAD_S = 5.0
 #: An edge whose broker is up but brings no batch for this long shows its feed as stale
 #: (the feed process stopped, or its own source went quiet).
 EDGE_FEED_STALE_S = 3.0

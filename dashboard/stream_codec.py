@@ -3,8 +3,8 @@
 A batch is one Redis Stream entry whose id is ``<seq>-0`` — so ``since``, the stream
 position and the trim point are all the same number — and whose fields are the batch's
 close time and its columns as raw little-endian arrays (decoded without parsing). The
-feed's quotes and bars travel as one ``.npz`` blob tagged with the seq they reflect, and
-its symbols and settings as a small JSON document.
+feed's quotes and bars travel as one ``.npz`` blob tagged with the seq they reflect and the
+feed's run, and its symbols, settings and run as a small JSON document.
 """
 
 from __future__ import annotations
@@ -65,23 +65,35 @@ def decode_batch(entry: bytes | str, fields: Mapping[bytes, bytes]) -> Batch:
     return Batch(seq_of(entry), ts, Ticks(sym, price, size, bid, ask, tick_ts))
 
 
-def encode_state(batcher: Batcher) -> bytes:
-    """Quotes and bars as of ``batcher.seq``."""
-    arrays: dict[str, Any] = {f"quotes.{k}": v for k, v in batcher.quotes.arrays().items()}
+StateArrays = dict[str, Any]
+
+
+def state_arrays(batcher: Batcher, run: str) -> StateArrays:
+    """Copies of the quotes and bars as of ``batcher.seq``, tagged with the feed's run: cheap
+    enough for the event loop, and safe to encode in a thread while batches go on."""
+    arrays: StateArrays = {f"quotes.{k}": v.copy() for k, v in batcher.quotes.arrays().items()}
     for interval, series in batcher.bars.items():
         arrays.update({f"bars.{interval}.{k}": v for k, v in series.arrays().items()})
-    buf = io.BytesIO()
     arrays["seq"] = np.int64(batcher.seq)
+    arrays["run"] = np.str_(run)
+    return arrays
+
+
+def encode_state(arrays: StateArrays) -> bytes:
+    buf = io.BytesIO()
     np.savez(buf, **arrays)
     return buf.getvalue()
 
 
-def restore_state(batcher: Batcher, blob: bytes) -> Seq:
-    """Load quotes and bars from :func:`encode_state`; returns the seq they reflect. Leaves
-    ``batcher.seq`` and its history alone: the caller replays the stream after it."""
+def restore_state(batcher: Batcher, blob: bytes, run: str) -> Seq | None:
+    """Load quotes and bars from :func:`encode_state`; returns the seq they reflect, or None
+    (and changes nothing) when they are another run's of the feed. Leaves ``batcher.seq`` and
+    its history alone: the caller replays the stream after it."""
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
+        if str(arrays.pop("run")) != run:
+            return None
         seq = int(arrays.pop("seq"))
         batcher.quotes.load(_part(arrays, "quotes."))
         for interval, series in batcher.bars.items():
@@ -103,17 +115,20 @@ class FeedInfo:
     symbols: tuple[Symbol, ...]
     batch_ms: float
     history_s: float
+    #: New each time a feed process starts: state and entries of another run never mix.
+    run: str
 
     def encode(self) -> bytes:
         return orjson.dumps({"feed": self.feed, "symbols": self.symbols,
-                             "batch_ms": self.batch_ms, "history_s": self.history_s})
+                             "batch_ms": self.batch_ms, "history_s": self.history_s,
+                             "run": self.run})
 
     @classmethod
     def decode(cls, blob: bytes) -> FeedInfo:
         try:
             doc = orjson.loads(blob)
             return cls(str(doc["feed"]), tuple(str(s) for s in doc["symbols"]),
-                       float(doc["batch_ms"]), float(doc["history_s"]))
+                       float(doc["batch_ms"]), float(doc["history_s"]), str(doc["run"]))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise BrokerDataError(f"the feed's description is unusable: {e}") from None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import threading
 import time
 from typing import Any
 
@@ -180,19 +181,52 @@ async def test_a_late_edge_starts_from_the_feeds_state_and_held_batches(redis_se
     first = await client.recv()
     assert first["type"] == "batch" and follows(since, first), first  # a merged catch-up
     client.close()
+    await assert_same_state(feed, edge)
+
+
+async def assert_same_state(feed: Server, edge: Server) -> None:
+    """The edge's 1 s bars and session opens are the feed's, compared at the same seq."""
     fetch = tornado.httpclient.AsyncHTTPClient().fetch
-    for _ in range(50):  # compare the two at the same seq
+    for _ in range(50):
         f_bars, e_bars = await asyncio.gather(
-            fetch(http_url(feed, "/api/bars?symbol=SPY&interval=1s&limit=5")),
-            fetch(http_url(edge, "/api/bars?symbol=SPY&interval=1s&limit=5")))
+            fetch(http_url(feed, "/api/bars?symbol=SPY&interval=1s&limit=900")),
+            fetch(http_url(edge, "/api/bars?symbol=SPY&interval=1s&limit=900")))
         if feed.state.batcher.seq == edge.state.batcher.seq:
             break
     f_bars, e_bars = orjson.loads(f_bars.body), orjson.loads(e_bars.body)
+    assert len(f_bars["t"]) >= 2
     assert e_bars["t"][:-1] == f_bars["t"][:-1] and e_bars["v"][:-1] == f_bars["v"][:-1]
     f_snap = feed.state.hub.snapshot(None, 0).message["quotes"]
     e_snap = edge.state.hub.snapshot(None, 0).message["quotes"]
     assert e_snap["sym"] == f_snap["sym"]
     assert e_snap["open"].tolist() == f_snap["open"].tolist()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_after_a_feed_restart_an_edge_holds_the_new_runs_quotes_and_bars_only(
+        redis_server, start_server):
+    feed, edge = await edge_and_feed(start_server, redis_server.url)
+    client = await WSClient.connect(edge, "symbols=SPY")
+    assert (await client.recv())["type"] == "snapshot"
+    await asyncio.sleep(2.5)  # bars and a saved state of the first run
+    await feed.stop()
+    await asyncio.sleep(1.2)  # the next run's bars start in another second
+    feed = await start_server(broker=redis_server.url, role="feed", seed=8)
+    assert (await client.recv_type("snapshot", timeout=10))["reset"] is True
+    await asyncio.sleep(1.5)
+    await assert_same_state(feed, edge)
+    client.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_client_from_an_edge_further_ahead_waits_for_its_since(redis_server,
+                                                                       start_server):
+    _, edge = await edge_and_feed(start_server, redis_server.url)
+    since = edge.state.batcher.seq + 5  # what a client leaving a faster edge brings
+    client = await WSClient.connect(edge, f"symbols=SPY&since={since}")
+    first = await client.recv()
+    assert first["type"] == "batch" and follows(since, first), first
+    client.close()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -240,3 +274,52 @@ async def _clients_on_both_workers(port: int) -> None:
     assert sum(by_pid.values()) == len(conns) and min(by_pid.values()) > 0, by_pid
     for conn in conns:
         conn.close()
+
+
+def test_a_second_feed_on_the_same_database_stops_with_an_error(redis_server):
+    first = DashboardProcess("--broker", redis_server.url, "--role", "feed")
+    try:
+        second = DashboardProcess("--broker", redis_server.url, "--role", "feed")
+        code, _ = second.wait(30)  # once the lock would have expired, were the first dead
+        assert code == 1
+        assert second.proc.stderr is not None
+        lines = second.proc.stderr.read().strip().splitlines()
+        assert "error: another feed process is publishing to redis" in lines[-1], lines
+        assert first.proc.poll() is None
+    finally:
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.wait(10)[0] == 0
+
+
+def test_an_edge_started_before_redis_waits_for_it_then_serves(redis_server):
+    redis_server.stop()
+    feed: list[DashboardProcess] = []
+
+    def redis_and_feed_later() -> None:
+        time.sleep(2.0)
+        redis_server.start()
+        feed.append(DashboardProcess("--broker", redis_server.url, "--role", "feed"))
+
+    later = threading.Thread(target=redis_and_feed_later)
+    later.start()
+    try:
+        edge = DashboardProcess("--broker", redis_server.url, "--role", "edge")
+        later.join()
+        asyncio.run(_one_batch(edge.port))
+        edge.proc.send_signal(signal.SIGTERM)
+        assert edge.wait(10)[0] == 0
+        assert edge.proc.stderr is not None
+        assert "unreachable, retrying" in edge.proc.stderr.read()
+    finally:
+        later.join()
+        for proc in feed:
+            proc.proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+
+
+async def _one_batch(port: int) -> None:
+    conn = await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+    types = [orjson.loads(await asyncio.wait_for(conn.read_message(), 5))["type"]
+             for _ in range(2)]
+    assert types == ["snapshot", "batch"]
+    conn.close()

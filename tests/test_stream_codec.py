@@ -12,11 +12,17 @@ from dashboard.stream_codec import (
     encode_state,
     entry_id,
     restore_state,
+    state_arrays,
 )
 from tests.ticks import ticks
 
 T0 = 1_700_000_000_000.0
 NAMES = ["AAPL", "MSFT", "SPY"]
+RUN = "run-1"
+
+
+def state_of(batcher: Batcher, run: str = RUN) -> bytes:
+    return encode_state(state_arrays(batcher, run))
 
 
 def fed(n_batches: int, first_seq: int = 100) -> tuple[Batcher, list[Batch]]:
@@ -57,10 +63,11 @@ def test_an_edge_rebuilds_quotes_bars_and_history_from_state_plus_stream():
     feed, made = fed(10)
     # The state was saved after batch 6; the stream holds batches 3..9.
     saved_at, _ = fed(7)
-    blob = encode_state(saved_at)
+    blob = state_of(saved_at)
     edge = Batcher(NAMES, 60.0, first_seq=1)
-    state_seq = restore_state(edge, blob)
+    state_seq = restore_state(edge, blob, RUN)
     assert state_seq == made[6].seq
+    edge.restart(state_seq)
     for batch in made[3:]:
         if batch.seq <= state_seq:
             edge.remember(batch)
@@ -82,10 +89,31 @@ def test_state_for_other_symbols_is_refused_before_anything_changes():
     feed, _ = fed(3)
     other = Batcher(["AAPL"], 60.0, first_seq=1)
     with pytest.raises(BrokerDataError, match="does not fit"):
-        restore_state(other, encode_state(feed))
+        restore_state(other, state_of(feed), RUN)
     assert not other.quotes.seen.any()
     with pytest.raises(BrokerDataError):
-        restore_state(other, b"not an npz")
+        restore_state(other, b"not an npz", RUN)
+
+
+def test_another_runs_state_is_left_alone():
+    feed, _ = fed(3)
+    edge = Batcher(NAMES, 60.0, first_seq=1)
+    assert restore_state(edge, state_of(feed, "run-0"), RUN) is None
+    assert not edge.quotes.seen.any()
+
+
+def test_bars_travel_as_their_filled_slots_only():
+    feed, _ = fed(3)
+    series = feed.bars["1s"]
+    assert len(series.arrays()["slot"]) == 6  # 3 batches a second apart, 2 symbols each
+    assert len(state_of(feed)) < 20_000  # the full 1 s ring alone is 3 x 900 x 6 x 8 bytes
+    edge = Batcher(NAMES, 60.0, first_seq=1)
+    edge.bars["1s"].load(series.arrays())
+    for sym in range(3):
+        got, want = edge.bars["1s"].bars(sym, 900), series.bars(sym, 900)
+        assert np.array_equal(got.t, want.t) and np.array_equal(got.c, want.c)
+    with pytest.raises(ValueError, match="slots"):
+        edge.bars["1s"].load({**series.arrays(), "slot": np.array([10**9] * 6)})
 
 
 def test_a_seq_that_does_not_follow_on_drops_the_history_it_cannot_bridge():
@@ -100,7 +128,7 @@ def test_a_seq_that_does_not_follow_on_drops_the_history_it_cannot_bridge():
 
 
 def test_feed_info_round_trips_and_rejects_garbage():
-    info = FeedInfo("sim", ("AAPL", "MSFT"), 50.0, 60.0)
+    info = FeedInfo("sim", ("AAPL", "MSFT"), 50.0, 60.0, RUN)
     assert FeedInfo.decode(info.encode()) == info
     with pytest.raises(BrokerDataError):
         FeedInfo.decode(b'{"feed":"sim"}')
