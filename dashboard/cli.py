@@ -12,8 +12,7 @@ import logging
 import re
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from dashboard import __version__
 from dashboard.argtypes import OneLineParser, number
@@ -22,6 +21,7 @@ from dashboard.config import Config
 from dashboard.errors import ConfigError
 from dashboard.server import Server
 from dashboard.stream_codec import BrokerDataError
+from dashboard.tasks import first
 from dashboard.workers import supervise
 from feeds.base import FeedError
 
@@ -192,7 +192,7 @@ async def run(server: Server) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        if not await _first(server.start(), stop.wait()):
+        if not await first(server.start(), stop.wait()):
             await server.stop()
             return 0
     except (FeedError, BrokerError, BrokerDataError, OSError) as e:
@@ -200,27 +200,13 @@ async def run(server: Server) -> int:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
     print(f"listening on {server.url}", flush=True)
-    await _first(stop.wait(), server.failed.wait())
+    await first(stop.wait(), server.failed.wait())
     logging.getLogger(__name__).info("shutting down")
     await server.stop()
     if server.failure is not None:
         print(f"{PROG}: error: {server.failure}", file=sys.stderr)
         return 1
     return 0
-
-
-async def _first(main: Coroutine[Any, Any, Any], other: Coroutine[Any, Any, Any]) -> bool:
-    """Run both until one ends, cancel the other; True when ``main`` ended first (its
-    exception, if any, is raised)."""
-    tasks = [asyncio.ensure_future(main), asyncio.ensure_future(other)]
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
-    if tasks[0] in done:
-        tasks[0].result()
-        return True
-    return False
 
 
 def main(argv: Sequence[str] | None = None) -> None:

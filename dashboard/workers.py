@@ -4,75 +4,138 @@ Each worker is the same command run as a child with its role and port appended (
 keeps the last value of a flag): the feed publishes to the broker and listens on a port of
 its own for /healthz and /metrics; the edges listen on the shared port with SO_REUSEPORT,
 so the kernel spreads connections over them. With ``--port 0`` the parent picks the port
-by binding a socket it never listens on, which also keeps the port reserved. The parent
-prints one ``listening on`` line once every worker listens, restarts a worker that dies,
-and passes SIGINT/SIGTERM on (edges first, so clients are closed before the feed stops).
+by binding a socket it never listens on, which also keeps the port reserved.
+
+The parent prints one ``listening on`` line once every worker listens. A worker that dies
+is restarted with a growing delay while the others go on serving; the parent gives up
+(exit 1) only when the feed, or every edge, keeps dying. The children run in a session of
+their own and die with the parent, so a terminal's Ctrl-C reaches the parent alone, which
+stops the edges first (clients are closed with 1001) and then the feed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import errno
 import logging
+import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from dashboard.config import Config
 from dashboard.server import display_url
+from dashboard.tasks import first
+from feeds.base import jittered_backoff
 
 log = logging.getLogger(__name__)
 
-#: How long a worker may take to print its ``listening on`` line.
-START_TIMEOUT_S = 30.0
-#: A worker that dies this many times within RESTART_WINDOW_S is not restarted again.
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 60.0
+#: How long a worker may take to print its ``listening on`` line (an edge waits for the
+#: feed's first batches).
+START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
+#: Restart delays grow from the first to the second; a worker that ran for HEALTHY_AFTER_S
+#: before it died is restarted at the shortest delay again.
+RESTART_DELAY_S = (0.5, 30.0)
+HEALTHY_AFTER_S = 60.0
+#: A worker that died this many times in a row, each soon after starting, is not restarted.
+MAX_FAILED_STARTS = 5
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class WorkerError(Exception):
     pass
 
 
-@dataclass
+@dataclass(eq=False)  # a worker is itself, whatever its fields say
 class Worker:
     name: str
     args: list[str]
     process: asyncio.subprocess.Process | None = None
     url: str = ""
-    deaths: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    #: Deaths in a row, each before the worker had run HEALTHY_AFTER_S.
+    failures: int = 0
+    forwarding: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dashboard", *self.args, stdout=asyncio.subprocess.PIPE
+            sys.executable, "-m", "dashboard", *self.args, stdout=asyncio.subprocess.PIPE,
+            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
         )
         assert self.process.stdout is not None
         try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT_S)
+            async with asyncio.timeout(START_TIMEOUT_S):
+                line = await self.process.stdout.readline()
         except TimeoutError:
             line = b""
         text = line.decode(errors="replace").strip()
         if not text.startswith("listening on "):
+            await self.stop()
             raise WorkerError(f"{self.name} did not start (see its errors above)")
         self.url = text.removeprefix("listening on ")
+        self.started_at = time.monotonic()
+        self.forwarding = asyncio.create_task(self._forward(self.process.stdout))
 
-    def signal(self, sig: int) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(sig)
+    async def _forward(self, stdout: asyncio.StreamReader) -> None:
+        """Whatever else the worker prints goes to our stderr: an unread pipe would fill up
+        and stall it, and our stdout carries the one ``listening on`` line."""
+        async for line in stdout:
+            print(f"{self.name}: {line.decode(errors='replace').rstrip()}", file=sys.stderr)
 
     async def stop(self) -> None:
-        if self.process is None:
+        if self.process is None or self.process.returncode is not None:
             return
-        self.signal(signal.SIGTERM)
+        self.process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(self.process.wait(), STOP_TIMEOUT_S)
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+
+    async def keep(self, stopping: asyncio.Event) -> None:
+        """Restart the worker whenever it dies, until asked to stop; returns when it keeps
+        dying soon after each start."""
+        while True:
+            assert self.process is not None
+            code = await self.process.wait()
+            if stopping.is_set():
+                return
+            ran = time.monotonic() - self.started_at
+            self.failures = 0 if ran >= HEALTHY_AFTER_S else self.failures + 1
+            log.error("%s exited with status %s after %.1f s", self.name, code, ran)
+            while True:
+                if self.failures > MAX_FAILED_STARTS:
+                    log.error("%s keeps dying; not restarting it", self.name)
+                    return
+                await asyncio.sleep(jittered_backoff(self.failures - 1, *RESTART_DELAY_S))
+                if stopping.is_set():
+                    return
+                try:
+                    await self.start()
+                    break
+                except WorkerError as e:
+                    log.error("%s", e)
+                    self.failures += 1
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Run in the child before exec: a worker must not outlive a parent killed outright
+    (it would hold the port), and its own session keeps a terminal's Ctrl-C from it."""
+
+    def setup() -> None:
+        if sys.platform == "linux":
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 def worker_args(argv: Sequence[str], role: str, port: int, reuse_port: bool) -> list[str]:
@@ -82,69 +145,91 @@ def worker_args(argv: Sequence[str], role: str, port: int, reuse_port: bool) -> 
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """A bound, never-listening SO_REUSEPORT socket: it picks the port for ``--port 0``
-    and holds it, while only the workers' listening sockets receive connections."""
+    and holds it, while only the workers' listening sockets receive connections. Another
+    deployment's workers would share such a port without a word: a port something already
+    answers on is refused (``OSError``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        _refuse_if_answering(host, sock.getsockname()[1])
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
+def _refuse_if_answering(host: str, port: int) -> None:
+    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    try:
+        socket.create_connection((local, port), timeout=1.0).close()
+    except OSError:
+        return
+    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+
+
 async def supervise(config: Config, argv: Sequence[str]) -> int:
-    with reserve_port(config.host, config.port) as placeholder:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        placeholder = reserve_port(config.host, config.port)
+    except OSError as e:
+        print(f"market-dashboard: error: argument --port: cannot listen on "
+              f"{display_url(config.host, config.port)}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    with placeholder:
         port = placeholder.getsockname()[1]
         feed = [Worker("feed", worker_args(argv, "feed", 0, False))] if config.role == "all" else []
         edges = [
             Worker(f"edge {i + 1}", worker_args(argv, "edge", port, True))
             for i in range(config.workers)
         ]
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
         try:
-            for worker in feed:  # the feed first: edges then find its symbols in Redis
-                await worker.start()
-                log.info("feed process %s", worker.url)
-            await asyncio.gather(*(w.start() for w in edges))
-        except WorkerError as e:
-            print(f"market-dashboard: error: {e}", file=sys.stderr)
-            await _stop_all(edges, feed)
-            return 1
-        tls = config.certfile is not None
-        print(f"listening on {display_url(config.host, port, tls)}", flush=True)
-        code = await _watch(feed + edges, stopping)
-        await _stop_all(edges, feed)
-        return code
-
-
-async def _watch(workers: list[Worker], stopping: asyncio.Event) -> int:
-    """Until asked to stop: restart a worker that dies, unless it keeps dying (exit 1)."""
-    while not stopping.is_set():
-        waits = {asyncio.ensure_future(w.process.wait()): w for w in workers if w.process}
-        stop = asyncio.ensure_future(stopping.wait())
-        done, _ = await asyncio.wait([stop, *waits], return_when=asyncio.FIRST_COMPLETED)
-        for task in (stop, *waits):
-            task.cancel()
-        if stopping.is_set():
-            return 0
-        for task in done:
-            worker = waits.get(task)
-            if worker is None:
-                continue
-            now = time.monotonic()
-            worker.deaths = [t for t in worker.deaths if now - t < RESTART_WINDOW_S] + [now]
-            log.error("%s exited with status %s", worker.name, task.result())
-            if len(worker.deaths) > MAX_RESTARTS:
-                log.error("%s keeps dying; stopping", worker.name)
+            try:
+                if not await first(_start(feed, edges), stopping.wait()):
+                    return 0
+            except WorkerError as e:
+                print(f"market-dashboard: error: {e}", file=sys.stderr)
                 return 1
-            await asyncio.sleep(1.0)
-            if stopping.is_set():  # a Ctrl-C reaches the workers too: not a death
+            print(f"listening on {display_url(config.host, port, config.certfile is not None)}",
+                  flush=True)
+            return await _watch(feed, edges, stopping)
+        finally:
+            await _stop_all(edges, feed)
+
+
+async def _start(feed: list[Worker], edges: list[Worker]) -> None:
+    for worker in feed:  # the feed first: edges then find its symbols in Redis
+        await worker.start()
+        log.info("feed process %s", worker.url)
+    await asyncio.gather(*(w.start() for w in edges))
+
+
+async def _watch(feed: list[Worker], edges: list[Worker], stopping: asyncio.Event) -> int:
+    """Until asked to stop (0), or until the feed or every edge keeps dying (1)."""
+    keepers = {w: asyncio.create_task(w.keep(stopping)) for w in feed + edges}
+    stop = asyncio.create_task(stopping.wait())
+    try:
+        while not stopping.is_set():
+            await asyncio.wait([stop, *keepers.values()], return_when=asyncio.FIRST_COMPLETED)
+            given_up = {w for w, task in keepers.items() if task.done()}
+            if stopping.is_set():
                 return 0
-            with contextlib.suppress(WorkerError):
-                await worker.start()
-    return 0
+            if any(w in given_up for w in feed) or all(w in given_up for w in edges):
+                print("market-dashboard: error: workers keep dying (see their errors above)",
+                      file=sys.stderr)
+                return 1
+            keepers = {w: t for w, t in keepers.items() if w not in given_up}
+        return 0
+    finally:
+        for task in (stop, *keepers.values()):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(stop, *keepers.values(), return_exceptions=True)
 
 
 async def _stop_all(edges: list[Worker], feed: list[Worker]) -> None:

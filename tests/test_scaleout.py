@@ -4,8 +4,11 @@ the broker's stream with the feed's own seq, resume across edges, and Redis rest
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -250,6 +253,57 @@ def test_workers_serve_clients_from_every_process_on_one_port(redis_server):
         assert code == 0
         with pytest.raises(OSError):  # every worker is gone with the parent
             socket.create_connection(("127.0.0.1", proc.port), timeout=1).close()
+
+
+def test_workers_restart_a_dead_edge_refuse_a_second_deployment_and_die_with_the_parent(
+        redis_server):
+    proc = DashboardProcess("--broker", redis_server.url, "--workers", "2", "--symbols", "20")
+    try:
+        pids = asyncio.run(_worker_pids(proc.port, 2))
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:  # the supervisor starts another edge on the same port
+            now = asyncio.run(_worker_pids(proc.port, 2, attempts=20))
+            if len(now) == 2 and pids[0] not in now:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.2)
+        assert proc.proc.poll() is None
+        second = subprocess.run(
+            [sys.executable, "-m", "dashboard", "--port", str(proc.port), "--broker",
+             redis_server.url.replace("/0", "/1"), "--workers", "2"],
+            capture_output=True, text=True, timeout=20)
+        assert second.returncode == 1
+        assert second.stderr.strip().splitlines() == [
+            f"market-dashboard: error: argument --port: cannot listen on "
+            f"http://127.0.0.1:{proc.port}: Address already in use"]
+    finally:
+        proc.kill()  # SIGKILL: no chance to stop its workers, which go with it
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", proc.port), timeout=1).close()
+        except OSError:
+            break
+        assert time.monotonic() < deadline, "the workers outlived their parent"
+        time.sleep(0.2)
+
+
+async def _worker_pids(port: int, want: int, attempts: int = 60) -> list[int]:
+    """Pids of the edges answering on ``port`` (each request is a new connection)."""
+    client = tornado.httpclient.AsyncHTTPClient()
+    pids: list[int] = []
+    for _ in range(attempts):
+        try:
+            body = orjson.loads((await client.fetch(f"http://127.0.0.1:{port}/healthz",
+                                                    raise_error=False)).body)
+        except OSError:
+            continue
+        if body["pid"] not in pids:
+            pids.append(body["pid"])
+        if len(pids) == want:
+            break
+    return pids
 
 
 async def _clients_on_both_workers(port: int) -> None:
