@@ -23,6 +23,22 @@ SECRET = "cli-test-secret-" + "z" * 32
 SHORT = "hunter2-is-too-short"
 
 
+def run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` with only ``env`` as the auth environment."""
+    clean = {k: v for k, v in os.environ.items() if k != auth.SECRET_ENV}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, timeout=20, env={**clean, **env})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], prog: str, flag: str):
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{prog}: error:") and flag in lines[0]
+    assert result.stdout == ""
+    assert SHORT not in result.stderr  # a secret, even a bad one, is never printed
+
+
 class _At:
     """Just enough of a Server for the test clients: where it listens."""
 
@@ -51,14 +67,7 @@ class _At:
     (["--workers", "2", "--role", "feed", "--broker", "redis://127.0.0.1:1/0"], "--workers"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_and_exit_2(args, flag):
-    result = subprocess.run(
-        [sys.executable, "-m", "dashboard", *args], capture_output=True, text=True, timeout=20
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("market-dashboard: error:") and flag in lines[0]
-    assert result.stdout == ""
+    assert_one_line_error(run("dashboard", *args), "market-dashboard", flag)
 
 
 def test_a_port_in_use_is_a_one_line_error():
@@ -132,22 +141,6 @@ def test_the_console_script_and_module_are_the_same_command():
 
 
 # -- auth: the server's secret and the token command ---------------------------------------
-
-
-def run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``python -m module args`` with only ``env`` as the auth environment."""
-    clean = {k: v for k, v in os.environ.items() if k != auth.SECRET_ENV}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
-                          text=True, timeout=20, env={**clean, **env})
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], prog: str, flag: str):
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{prog}: error:") and flag in lines[0]
-    assert result.stdout == ""
-    assert SHORT not in result.stderr  # a secret, even a bad one, is never printed
 
 
 @pytest.mark.parametrize("module, prog", [("dashboard", "market-dashboard"),
