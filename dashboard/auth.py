@@ -62,6 +62,7 @@ def mint(
     secret: bytes, ttl_s: float, *, now: float, symbols: Sequence[str] | None = None,
     subject: str | None = None,
 ) -> str:
+    """A token good for ``ttl_s`` seconds from ``now``, as any JWT library would make it."""
     claims: dict[str, Any] = {"iat": int(now), "exp": int(now + ttl_s)}
     if subject is not None:
         claims["sub"] = subject

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dashboard import auth
+from dashboard.config import Config
 from dashboard.errors import ConfigError, SymbolNotAllowed, Unauthorized
 from dashboard.symbols import SymbolTable
 
@@ -178,3 +179,7 @@ def test_an_unusable_secret_is_a_config_error_that_never_quotes_it(flag, env, na
     assert "secrets.token_urlsafe(32)" in message
     for secret in (flag, *env.values()):
         assert not secret or secret not in message
+
+
+def test_the_config_never_shows_the_secret():
+    assert "sss" not in repr(Config(auth_token_secret=SECRET))
