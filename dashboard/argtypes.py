@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from collections.abc import Callable
 from typing import NoReturn
+
+SYMBOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/^=-]{0,31}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,3 +34,14 @@ def number(kind: Callable[[str], float], low: float, high: float = math.inf,
             raise argparse.ArgumentTypeError(f"must be {bound}{top}, got {raw!r}")
         return value
     return parse
+
+
+def symbol_names(raw: str) -> tuple[str, ...]:
+    """Symbol names, ``AAPL,MSFT``: each a plausible name, none twice."""
+    names = tuple(s.strip() for s in raw.split(","))
+    bad = [s for s in names if not SYMBOL_NAME.fullmatch(s)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not a symbol name: {bad[0]!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a symbol is listed twice")
+    return names

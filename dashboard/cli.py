@@ -9,13 +9,14 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import os
 import re
 import signal
 import sys
 from collections.abc import Sequence
 
-from dashboard import __version__
-from dashboard.argtypes import OneLineParser, number
+from dashboard import __version__, auth
+from dashboard.argtypes import OneLineParser, number, symbol_names
 from dashboard.broker import BrokerError
 from dashboard.config import Config
 from dashboard.errors import ConfigError
@@ -26,7 +27,6 @@ from dashboard.workers import supervise
 from feeds.base import FeedError
 
 PROG = "market-dashboard"
-SYMBOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/^=-]{0,31}")
 MAX_SYMBOLS = 100_000
 
 
@@ -84,13 +84,7 @@ def _symbols(raw: str) -> int | tuple[str, ...]:
         if not 1 <= n <= MAX_SYMBOLS:
             raise argparse.ArgumentTypeError(f"count must be 1-{MAX_SYMBOLS}, got {raw!r}")
         return n
-    names = tuple(s.strip() for s in raw.split(","))
-    bad = [s for s in names if not SYMBOL_NAME.fullmatch(s)]
-    if bad:
-        raise argparse.ArgumentTypeError(f"not a symbol name: {bad[0]!r}")
-    if len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError("a symbol is listed twice")
-    return names
+    return symbol_names(raw)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -139,6 +133,10 @@ def parser() -> argparse.ArgumentParser:
       help="streaming connections per client address; 0: no cap (default %(default)s)")
     a("--allowed-origins", type=_origins, default=d.allowed_origins, metavar="ORIGINS",
       help="other sites' pages allowed to stream from here: https://a.example,https://b.example")
+    a("--auth-token-secret", metavar="SECRET",
+      help=f"turn auth on: streams and the API then need a token signed with SECRET (at "
+           f"least {auth.MIN_SECRET_BYTES} bytes; mint one with market-dashboard-token). "
+           f"Default: ${auth.SECRET_ENV}, which keeps the secret out of ps")
     a("--certfile", default=d.certfile, help="serve https/wss with this certificate chain")
     a("--keyfile", default=d.keyfile, help="the private key of --certfile")
     a("--broker", type=_broker, default=d.broker,
@@ -168,6 +166,10 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         p.error("argument --workers: more than one worker needs --broker redis://HOST:PORT/DB")
     if ns.workers > 1 and ns.role == "feed":
         p.error("argument --workers: workers are edges; a --role feed process runs alone")
+    try:
+        secret = auth.secret_from(ns.auth_token_secret, os.environ)
+    except ConfigError as e:
+        p.error(str(e))
     config = Config(
         host=ns.host, port=ns.port, feed=ns.feed, feed_url=ns.feed_url,
         feed_options=tuple(ns.feed_option), record_path=ns.record,
@@ -178,7 +180,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         slow_client_timeout_s=ns.slow_client_timeout,
         max_client_msgs_per_s=ns.max_client_msgs_per_s,
         max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
-        allowed_origins=ns.allowed_origins, certfile=ns.certfile, keyfile=ns.keyfile,
+        allowed_origins=ns.allowed_origins, auth_token_secret=secret,
+        certfile=ns.certfile, keyfile=ns.keyfile,
         broker=ns.broker, role=ns.role, workers=ns.workers, reuse_port=ns.reuse_port,
     )
     return config, ns.log_level

@@ -7,10 +7,14 @@ Tree::
     └── BadRequest           a client asked for something malformed or unknown
         ├── UnknownSymbol    ... a symbol the feed does not have
         ├── UnknownOp        ... a client message op that does not exist
-        └── Forbidden        ... not allowed from where it came (HTTP 403)
+        ├── Forbidden        ... not allowed from where it came (HTTP 403)
+        │   └── SymbolNotAllowed  ... a symbol the client's token does not allow
+        └── Unauthorized     ... no valid token (HTTP 401, WebSocket close 1008)
 
 ``BadRequest`` carries the contract's error ``code``; transports turn it into an HTTP 400
-JSON body or a ``{"type":"error"}`` message.
+JSON body or a ``{"type":"error"}`` message. The auth errors also carry a ``reason``, the
+label of ``dashboard_auth_rejections_total``; their messages are public and never hold the
+token or the secret.
 """
 
 from __future__ import annotations
@@ -48,3 +52,17 @@ class UnknownOp(BadRequest):
 
 class Forbidden(BadRequest):
     code = "forbidden"
+
+
+class SymbolNotAllowed(Forbidden):
+    reason = "forbidden"
+
+
+class Unauthorized(BadRequest):
+    """``reason``: ``missing``, ``expired`` or ``invalid`` (the message says which token)."""
+
+    code = "unauthorized"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason} token")
+        self.reason = reason

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
+from types import TracebackType
 from typing import Any
 
 import orjson
 import tornado.web
+from tornado.log import app_log, gen_log
 
-from dashboard import codecs
+from dashboard import auth, codecs
+from dashboard.access_log import summary
 from dashboard.batcher import BAR_INTERVALS_S
-from dashboard.errors import BadRequest
+from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
 from dashboard.state import ServerState, now_ms
+from dashboard.symbols import IndexArray
 
 #: The page may run only its own scripts and talk only to its own origin. Inline *styles*
 #: are allowed: the chart library styles its own elements (its attribution logo) inline,
@@ -28,6 +33,9 @@ MAX_BARS = max(capacity for _, capacity in BAR_INTERVALS_S.values())
 
 class BaseHandler(tornado.web.RequestHandler):
     """Errors as the contract's JSON body, never a traceback or an HTML page."""
+
+    #: What the request's token allows, once :meth:`authorize` has verified it.
+    grant = auth.EVERYONE
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
@@ -57,6 +65,28 @@ class BaseHandler(tornado.web.RequestHandler):
     def origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self.state.config.allowed_origins
 
+    def authorize(self, indices: IndexArray | None) -> IndexArray | None:
+        """The symbols this request may have when it asks for ``indices`` (None: all), once
+        its token is verified (see :func:`auth.scope`): with auth off, what it asked for.
+        Raises :class:`Unauthorized` or :class:`SymbolNotAllowed`, counted."""
+        secret = self.state.config.auth_token_secret
+        if secret is not None:
+            token = auth.bearer(self.request.headers.get("Authorization"), self.query("token"))
+            try:
+                self.grant = auth.verify(secret, token, time.time())
+            except Unauthorized as e:
+                self.state.metrics.auth_rejections.labels(e.reason).inc()
+                raise
+        return self.permit(indices)
+
+    def permit(self, indices: IndexArray | None) -> IndexArray | None:
+        """``indices`` (None: all) limited to what the verified token allows."""
+        try:
+            return auth.scope(self.grant, self.state.table, indices)
+        except SymbolNotAllowed as e:
+            self.state.metrics.auth_rejections.labels(e.reason).inc()
+            raise
+
     def query(self, name: str) -> str | None:
         return self.get_query_argument(name, None)
 
@@ -67,6 +97,11 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(body)
 
     def refuse(self, error: BadRequest, status: int = 400) -> None:
+        """The error as a JSON body; an auth refusal is a 401 (no valid token) or a 403 (a
+        symbol the token does not allow), with its ``WWW-Authenticate`` challenge."""
+        if isinstance(error, Unauthorized | SymbolNotAllowed):
+            status = 401 if isinstance(error, Unauthorized) else 403
+            self.set_header("WWW-Authenticate", auth.challenge(error))
         self.state.metrics.client_errors.labels(error.code).inc()
         self.write_json(
             codecs.dumps({"type": "error", "code": error.code, "message": error.message}), status
@@ -76,6 +111,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json")
         code = "bad_request" if 400 <= status_code < 500 else "internal_error"
         self.finish(codecs.dumps({"type": "error", "code": code, "message": self._reason}))
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        """As Tornado's, whose lines would carry the raw URI, ``token=`` and all."""
+        if not isinstance(value, tornado.web.HTTPError):
+            app_log.error("Uncaught exception %s", summary(self.request), exc_info=value)
+        elif message := value.get_message():
+            gen_log.warning("%d %s: %s", value.status_code, summary(self.request), message)
 
 
 class HealthHandler(BaseHandler):
@@ -103,14 +146,21 @@ class MetricsHandler(BaseHandler):
 
 
 class SymbolsHandler(BaseHandler):
+    """Every symbol, or those the request's token allows."""
+
     def get(self) -> None:
-        self.write_json(orjson.dumps({"symbols": self.state.table.names}))
+        try:
+            self.authorize(None)
+        except BadRequest as e:
+            return self.refuse(e)
+        names = [name for name in self.state.table.names if self.grant.allows(name)]
+        self.write_json(orjson.dumps({"symbols": names}))
 
 
 class SnapshotHandler(BaseHandler):
     def get(self) -> None:
         try:
-            indices = self.state.table.parse_list(self.query("symbols"))
+            indices = self.authorize(self.state.table.parse_list(self.query("symbols")))
         except BadRequest as e:
             return self.refuse(e)
         self.write_json(self.state.hub.snapshot(indices, now_ms()).json)
@@ -132,14 +182,15 @@ class BarsHandler(BaseHandler):
         name = self.query("symbol")
         if not name:
             raise BadRequest("symbol is required")
-        (sym,) = self.state.table.resolve([name]).tolist()
+        indices = self.state.table.resolve([name])
         interval = self.query("interval") or "1s"
         if interval not in BAR_INTERVALS_S:
             raise BadRequest(f"interval must be one of {', '.join(BAR_INTERVALS_S)}")
         raw = self.query("limit") or "300"
         if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_BARS:
             raise BadRequest(f"limit must be an integer from 1 to {MAX_BARS}")
-        return sym, interval, int(raw)
+        self.authorize(indices)
+        return int(indices[0]), interval, int(raw)
 
 
 class PageHandler(tornado.web.StaticFileHandler):

@@ -66,6 +66,12 @@ class Metrics:
             "Client messages or connections refused by a rate or connection limit.",
             ["reason"], registry=r,
         )
+        self.auth_rejections = Counter(
+            "dashboard_auth_rejections",
+            "Requests and client messages refused by auth: a missing, expired or invalid "
+            "token, or a symbol the token does not allow (forbidden).",
+            ["reason"], registry=r,
+        )
         self.client_errors = Counter(
             "dashboard_client_errors", "Bad client requests and messages answered with an error.",
             ["code"], registry=r,
@@ -80,6 +86,8 @@ class Metrics:
                 self.slow_client_steps.labels(t, step)
         for reason in ("client_msgs", "max_connections", "max_connections_per_ip"):
             self.rate_limit_rejections.labels(reason)
+        for reason in ("missing", "expired", "invalid", "forbidden"):
+            self.auth_rejections.labels(reason)
 
     def watch_outstanding(self, total: Callable[[], float]) -> None:
         Gauge(

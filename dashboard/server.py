@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from dashboard.access_log import log_request
 from dashboard.batcher import Batch, Batcher
 from dashboard.broker import BrokerError, BrokerHealth, redacted
 from dashboard.config import Config
@@ -88,6 +89,7 @@ def make_app(state: ServerState, clients: bool = True) -> tornado.web.Applicatio
         # Pings are the housekeeping's (see WebSocketHandler.keepalive), not Tornado's.
         websocket_ping_interval=0,
         websocket_max_message_size=MAX_CLIENT_MESSAGE_BYTES,
+        log_function=log_request,  # no token= in the access log
     )
 
 

@@ -64,6 +64,7 @@ class _StreamHandler(Outlet, BaseHandler):
             request: StreamRequest = stream_request(
                 self.query, self.state.table, since=self.since(), allow_encoding=False
             )
+            symbols = self.authorize(request.symbols)
         except BadRequest as e:
             return self.refuse(e)
         if self.state.stopping:
@@ -83,7 +84,7 @@ class _StreamHandler(Outlet, BaseHandler):
         try:
             self.open_outbox(self.state.config.pace(request.max_hz), self.form)
             self.deliver(self.opening())
-            self.state.hub.join(self, self.form, request.symbols, request.since, now_ms())
+            self.state.hub.join(self, self.form, symbols, request.since, now_ms())
             await done.wait()
         finally:
             self.close_outlet()

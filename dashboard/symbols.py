@@ -16,6 +16,12 @@ IndexArray = npt.NDArray[np.int32]
 MAX_LISTED = 10_000
 
 
+def listed(names: Sequence[str], most: int = 5) -> str:
+    """Names for an error message: quoted, cut short, the first few of many."""
+    shown = ", ".join(repr(n[:40]) for n in names[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
+
+
 class SymbolTable:
     def __init__(self, names: Sequence[Symbol]) -> None:
         self.names = tuple(names)
@@ -41,10 +47,13 @@ class SymbolTable:
             else:
                 found.add(i)
         if unknown:
-            shown = ", ".join(repr(u[:40]) for u in unknown[:5])
-            more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-            raise UnknownSymbol(f"unknown symbol {shown}{more}")
+            raise UnknownSymbol(f"unknown symbol {listed(unknown)}")
         return np.array(sorted(found), np.int32)
+
+    def known(self, names: Iterable[str]) -> IndexArray:
+        """Indices of those of ``names`` this table has (sorted, distinct)."""
+        return np.array(sorted({i for n in names if (i := self._index.get(n)) is not None}),
+                        np.int32)
 
     def parse_list(self, raw: str | None) -> IndexArray | None:
         """A ``symbols=A,B`` query value: None (absent or empty) means every symbol."""

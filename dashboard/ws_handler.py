@@ -9,6 +9,7 @@ Tornado's 5 s wait for a close frame it will never get.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 from asyncio import Future
@@ -18,12 +19,12 @@ from typing import Any
 import tornado.iostream
 import tornado.websocket
 
-from dashboard.errors import BadRequest, Forbidden
+from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
 from dashboard.http_api import BaseHandler
 from dashboard.limits import TokenBucket
 from dashboard.messages import error_message, pong_message
 from dashboard.outlet import Outlet
-from dashboard.params import Ping, StreamRequest, apply_op, client_op, stream_request
+from dashboard.params import Ping, StreamRequest, Subscribe, apply_op, client_op, stream_request
 from dashboard.payload import Form, Payload
 from dashboard.state import now_ms
 
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+#: RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less",
+#: two of which are the close code.
+MAX_CLOSE_REASON_BYTES = 123
 
 
 _ALWAYS = (True,)  # a truthy stand-in: "something may be pending"
@@ -42,6 +46,9 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     transport = "ws"
 
     _request: StreamRequest
+    #: An auth refusal, told after the upgrade (close 1008): a browser cannot read the
+    #: status of a failed upgrade.
+    _refusal: Unauthorized | SymbolNotAllowed | None = None
     _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
     _socket: socket.socket
@@ -54,7 +61,8 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate the query before upgrading: a bad one gets a 400 and a JSON body, a
-        page of another site a 403 (cross-site WebSocket hijacking)."""
+        page of another site a 403 (cross-site WebSocket hijacking). The token is checked
+        here too, but its refusal waits for :meth:`open`."""
         refusal = self.cross_origin_refusal()
         if refusal is not None:
             return self.refuse(Forbidden(refusal), 403)
@@ -64,6 +72,11 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
             )
         except BadRequest as e:
             return self.refuse(e)
+        try:
+            symbols = self.authorize(self._request.symbols)
+            self._request = dataclasses.replace(self._request, symbols=symbols)
+        except (Unauthorized, SymbolNotAllowed) as e:
+            self._refusal = e
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
@@ -86,6 +99,10 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         self._pending_in_stream = getattr(stream, "_write_buffer", _ALWAYS)
         if self.state.stopping:
             self.close(CLOSE_GOING_AWAY, "server going away")
+            return
+        if self._refusal is not None:
+            self.state.metrics.client_errors.labels(self._refusal.code).inc()
+            self.close(CLOSE_POLICY, f"{self._refusal.code}: {self._refusal.message}")
             return
         refused = self.state.admit(self, self.request.remote_ip or "")
         if refused is not None:
@@ -159,6 +176,8 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
             if isinstance(op, Ping):
                 self._reply(Payload(pong_message(op.id, now_ms())))
                 return
+            if isinstance(op, Subscribe):
+                self.permit(op.symbols)
             current = hub.selection_of(self).indices
             hub.resubscribe(self, apply_op(current, op), now_ms())
         except BadRequest as e:
@@ -175,6 +194,8 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._live = False
+        if reason is not None:  # cut at a character boundary
+            reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
         super().close(code, reason)
 
     def on_close(self) -> None:

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
+import orjson
 import pytest
 
+from dashboard import auth
 from tests.clients import StreamClient, WSClient
 from tests.process import DashboardProcess
+
+SECRET = "cli-test-secret-" + "z" * 32
+SHORT = "hunter2-is-too-short"
+
+
+def run(module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` with only ``env`` as the auth environment."""
+    clean = {k: v for k, v in os.environ.items() if k != auth.SECRET_ENV}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, timeout=20, env={**clean, **env})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], prog: str, flag: str):
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{prog}: error:") and flag in lines[0]
+    assert result.stdout == ""
+    assert SHORT not in result.stderr  # a secret, even a bad one, is never printed
 
 
 class _At:
@@ -43,14 +67,7 @@ class _At:
     (["--workers", "2", "--role", "feed", "--broker", "redis://127.0.0.1:1/0"], "--workers"),
 ])
 def test_a_bad_flag_is_one_line_naming_it_and_exit_2(args, flag):
-    result = subprocess.run(
-        [sys.executable, "-m", "dashboard", *args], capture_output=True, text=True, timeout=20
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("market-dashboard: error:") and flag in lines[0]
-    assert result.stdout == ""
+    assert_one_line_error(run("dashboard", *args), "market-dashboard", flag)
 
 
 def test_a_port_in_use_is_a_one_line_error():
@@ -132,3 +149,70 @@ def test_the_console_script_and_module_are_the_same_command():
     )
     assert script.stdout == module.stdout
     assert script.stdout.startswith("market-dashboard ")
+
+
+# -- auth: the server's secret and the token command ---------------------------------------
+
+
+@pytest.mark.parametrize("module, prog", [("dashboard", "market-dashboard"),
+                                          ("dashboard.mint", "market-dashboard-token")])
+@pytest.mark.parametrize("args, env", [
+    (["--auth-token-secret", SHORT], {}),
+    ([], {auth.SECRET_ENV: SHORT}),
+    ([], {auth.SECRET_ENV: ""}),
+])
+def test_a_short_secret_is_one_line_naming_the_flag_and_not_the_secret(module, prog, args, env):
+    result = run(module, *args, **env)
+    assert_one_line_error(result, prog, "--auth-token-secret")
+    assert "secrets.token_urlsafe(32)" in result.stderr
+
+
+@pytest.mark.parametrize("args, flag", [
+    ([], "--auth-token-secret"),  # no secret at all
+    (["--ttl", "0"], "--ttl"),
+    (["--ttl", "2 weeks"], "--ttl"),
+    (["--ttl", "400d"], "--ttl"),
+    (["--symbols", "AAPL,<b>"], "--symbols"),
+    (["--subject", ""], "--subject"),
+    (["--nope"], "--nope"),
+])
+def test_a_bad_token_command_flag_is_one_line_naming_it(args, flag):
+    env = {} if flag == "--auth-token-secret" else {auth.SECRET_ENV: SECRET}
+    assert_one_line_error(run("dashboard.mint", *args, **env), "market-dashboard-token", flag)
+
+
+@pytest.mark.parametrize("args, env", [
+    (["--auth-token-secret", SECRET], {}),
+    ([], {auth.SECRET_ENV: SECRET}),
+])
+def test_the_token_command_prints_a_token_the_server_accepts(args, env):
+    result = run("dashboard.mint", *args, "--ttl", "2h", "--symbols", "AAPL,MSFT",
+                 "--subject", "alice", **env)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    assert result.stdout == token + "\n"  # the token alone, for scripts
+    grant = auth.verify(SECRET.encode(), token, time.time() + 7200 - 60)
+    assert grant == auth.Grant(frozenset({"AAPL", "MSFT"}), "alice")
+    with pytest.raises(auth.Unauthorized):
+        auth.verify(SECRET.encode(), token, time.time() + 7200 + 60)
+
+
+def test_a_server_with_the_secret_in_its_environment_serves_tokens_and_logs_none():
+    server = DashboardProcess("--symbols", "AAPL,MSFT", env={auth.SECRET_ENV: SECRET})
+    base = f"http://127.0.0.1:{server.port}/api/symbols"
+    try:
+        token = run("dashboard.mint", "--symbols", "MSFT",
+                    **{auth.SECRET_ENV: SECRET}).stdout.strip()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(base, timeout=5)
+        assert refused.value.code == 401
+        body = urllib.request.urlopen(f"{base}?token={token}", timeout=5).read()
+        assert orjson.loads(body) == {"symbols": ["MSFT"]}
+        server.proc.send_signal(signal.SIGTERM)  # the log is whole once it has exited
+        assert server.wait(timeout=10)[0] == 0
+    finally:
+        server.kill()
+    assert server.proc.stderr is not None
+    log = server.proc.stderr.read()
+    assert "GET /api/symbols?token=[redacted] (127.0.0.1)" in log
+    assert token not in log and SECRET not in log

@@ -21,6 +21,7 @@ def test_a_fresh_venv_install_serves_the_page(tmp_path: Path) -> None:
         check=True, timeout=600,
     )
     assert (env_dir / "bin" / "market-dashboard").exists()
+    assert (env_dir / "bin" / "market-dashboard-token").exists()
     # From an unrelated directory, so nothing is imported from the checkout.
     server = DashboardProcess("--symbols", "3", python=python, cwd=tmp_path)
     try:

@@ -7,11 +7,13 @@ import importlib.util
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dashboard import auth
 from feeds.base import FeedState
 from feeds.simulator import SimulatorFeed
 from tests.conftest import TEST_CONFIG, require
@@ -171,6 +173,24 @@ def test_a_server_restart_shows_reconnecting_then_live_and_resumes(browser, serv
               and "Failed to load resource" not in e and "WebSocket connection" not in e]
     assert errors == []
     page.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse", "stream"])
+def test_a_page_opened_with_a_token_streams_from_a_server_with_auth_on(browser, transport):
+    secret = b"page-test-secret-" + b"p" * 32
+    server = ServerThread(dataclasses.replace(CONFIG, auth_token_secret=secret)).start()
+    token = auth.mint(secret, 60, now=time.time(), symbols=["AAPL", "MSFT"])
+    try:
+        page = Page(browser, server.url + f"?transport={transport}&token={token}")
+        page.wait_state("live")
+        page.wait_applied(10)
+        assert page.view()["transport"] == transport
+        assert page.page.locator("#watchlist tbody tr").count() == 2  # the token's symbols
+        page.page.wait_for_function("() => window.__dashboard.chart.lastBar() !== null")
+        assert page.errors == []  # /api/bars was let in too
+        page.close()
+    finally:
+        server.close()
 
 
 def test_a_hostile_symbol_name_is_shown_as_text(browser):

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import orjson
@@ -18,6 +20,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
+from dashboard import auth
 from dashboard.server import Server
 from tests.clients import WSClient, http_url, metric
 from tests.process import DashboardProcess
@@ -304,6 +307,28 @@ async def _worker_pids(port: int, want: int, attempts: int = 60) -> list[int]:
         if len(pids) == want:
             break
     return pids
+
+
+def test_workers_take_the_auth_secret_from_the_environment_too(redis_server):
+    secret = "workers-secret-" + "w" * 32
+    proc = DashboardProcess("--broker", redis_server.url, "--workers", "2", "--symbols", "5",
+                            env={auth.SECRET_ENV: secret})
+    token = auth.mint(secret.encode(), 60, now=time.time())
+    url = f"http://127.0.0.1:{proc.port}/api/symbols"
+
+    def status(query: str) -> int:
+        try:
+            return urllib.request.urlopen(url + query, timeout=5).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        for _ in range(20):  # each a new connection, spread over both edges
+            assert status("") == 401
+            assert status(f"?token={token}") == 200
+    finally:
+        proc.proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15)[0] == 0
 
 
 async def _clients_on_both_workers(port: int) -> None:

@@ -10,6 +10,9 @@ import {
 import { inflateSync, strFromU8 } from "./vendor/fflate.mjs";
 
 const params = new URLSearchParams(location.search);
+// A page opened with ?token=... (a server with auth on) passes it on to the streams and the
+// API: EventSource and browser WebSockets cannot send an Authorization header.
+const token = params.get("token");
 const STALE_MS = 3000;
 const FLASH_MS = 350;
 const LATENCY_SAMPLES = 4096;
@@ -111,14 +114,17 @@ function handleMessage(msg) {
 // ---------------------------------------------------------------------------------------
 // Transports: each calls onMessage in order, onOpen once connected, onDown when lost.
 
-function streamUrl(path, extra) {
+/** A URL of this server with `query` (null values left out) and the page's token. */
+function serverUrl(path, query) {
   const url = new URL(path, location.href);
-  const symbols = params.get("symbols");
-  if (symbols) url.searchParams.set("symbols", symbols);
-  const hz = params.get("max_hz");
-  if (hz) url.searchParams.set("max_hz", hz);
-  for (const [k, v] of Object.entries(extra)) if (v !== null) url.searchParams.set(k, String(v));
+  for (const [k, v] of Object.entries(query)) if (v !== null) url.searchParams.set(k, String(v));
+  if (token) url.searchParams.set("token", token);
   return url;
+}
+
+function streamUrl(path, extra) {
+  return serverUrl(path, { symbols: params.get("symbols") || null,
+                           max_hz: params.get("max_hz") || null, ...extra });
 }
 
 function supports(format) {
@@ -362,8 +368,7 @@ const chart = (() => {
     document.getElementById("chart-symbol").textContent = sym;
     const token = ++seeding;
     early = [];
-    const url = new URL("api/bars", location.href);
-    url.search = new URLSearchParams({ symbol: sym, interval: view.interval, limit: "600" });
+    const url = serverUrl("api/bars", { symbol: sym, interval: view.interval, limit: "600" });
     let data;
     try {
       data = await (await fetch(url, { cache: "no-store" })).json();
