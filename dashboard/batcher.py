@@ -60,8 +60,11 @@ class Batcher:
 
     def clear_state(self) -> None:
         """Forget every quote and bar (an edge whose feed restarted without saved state)."""
-        self.quotes = QuoteTable(len(self.symbols))
-        self.bars = {
+        self.quotes, self.bars = self.empty_state()
+
+    def empty_state(self) -> tuple[QuoteTable, dict[str, BarSeries]]:
+        """Quotes and bars as before the first tick, for these symbols."""
+        return QuoteTable(len(self.symbols)), {
             name: BarSeries(len(self.symbols), interval_s, capacity)
             for name, (interval_s, capacity) in BAR_INTERVALS_S.items()
         }

@@ -23,7 +23,7 @@ from dashboard.errors import ConfigError
 from dashboard.server import Server
 from dashboard.stream_codec import BrokerDataError
 from dashboard.tasks import first
-from dashboard.workers import supervise
+from dashboard.workers import die_with_parent, supervise
 from feeds.base import FeedError
 
 PROG = "market-dashboard"
@@ -213,6 +213,7 @@ async def run(server: Server) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    die_with_parent()
     args = list(sys.argv[1:] if argv is None else argv)
     config, level = config_from_args(args)
     logging.basicConfig(

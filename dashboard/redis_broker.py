@@ -41,6 +41,7 @@ from dashboard.broker import BrokerError, BrokerHealth
 from dashboard.stream_codec import (
     BrokerDataError,
     FeedInfo,
+    StateArrays,
     decode_batch,
     encode_batch,
     encode_state,
@@ -141,6 +142,20 @@ async def _retrying(health: BrokerHealth, step: Callable[[], Awaitable[T]]) -> T
             attempt += 1
 
 
+def _settings(info: FeedInfo) -> tuple[object, ...]:
+    return info.symbols, info.batch_ms, info.history_s
+
+
+def _decoded(entry: bytes | str, fields: Any) -> Batch | None:
+    """The entry's batch, or None (logged) for one this version cannot read: the batch is
+    lost, which the reader handles as a jump in seq."""
+    try:
+        return decode_batch(entry, fields)
+    except BrokerDataError as e:
+        log.error("%s; skipping it", e)
+        return None
+
+
 def _run_of(blob: bytes | None) -> str | None:
     try:
         return FeedInfo.decode(blob).run if blob is not None else None
@@ -168,25 +183,38 @@ class Publisher:
     def notify(self) -> None:
         self._wake.set()
 
+    async def start(self) -> None:
+        """Take the lock and sync, before the process says it is listening: another feed's
+        lock or a refusal is then a startup error. Waits while Redis is out of reach."""
+        await _retrying(self.health, self._connect)
+        self.health.up()
+
+    async def _connect(self) -> None:
+        await self._hold_lock()
+        await self._sync()
+
     async def run(self) -> None:
-        """Publish until cancelled; raises ``BrokerError`` when another feed holds the lock
-        or Redis refuses this server (no retry mends either)."""
+        """Publish until cancelled (after :meth:`start`); raises ``BrokerError`` when another
+        feed took the lock or Redis refuses this server (no retry mends either)."""
         attempt = 0
-        synced = False
-        state_due = lock_due = 0.0
+        synced = True
+        state_due = 0.0
+        lock_due = time.monotonic() + LOCK_RENEW_S
         while not _stopping():
             try:
                 self._wake.clear()
-                if not synced or time.monotonic() >= lock_due:
+                if not synced:
+                    await self._connect()
+                    synced, attempt, state_due = True, 0, 0.0
+                    lock_due = time.monotonic() + LOCK_RENEW_S
+                    self.health.up()
+                elif time.monotonic() >= lock_due:
                     await self._hold_lock()
                     lock_due = time.monotonic() + LOCK_RENEW_S
-                if not synced:
-                    await self._sync()
-                    synced, attempt, state_due = True, 0, 0.0
-                    self.health.up()
-                await self._publish()
-                if time.monotonic() >= state_due and self._state_wanted():
-                    await self._save_state()
+                want_state = time.monotonic() >= state_due and self._saved != self.batcher.seq
+                state = await self._publish(want_state)
+                if state is not None:
+                    await self._save_state(*state)
                     state_due = time.monotonic() + self.state_every_s
                 if _stopping():
                     break
@@ -244,14 +272,20 @@ class Publisher:
         top: Any = await self.client.xrevrange(STREAM_KEY, count=1)
         self._published = seq_of(top[0][0]) if top else -1
 
-    async def _publish(self) -> None:
+    async def _publish(self, want_state: bool) -> tuple[Seq, StateArrays] | None:
+        """Append what the stream lacks. With ``want_state``, also a copy of the quotes and
+        bars taken when the batches being appended are all the batcher has: batches keep
+        closing while the appends are in flight, so waiting for a quiet moment after them
+        could wait forever on a slow link. Each append runs within a socket timeout (5 s)
+        well inside the lock's remaining life, so a feed that lost the lock cannot write."""
         # resume() slices the held batches; copying the whole history every batch would
         # cost the event loop O(history) 20 times a second. None: publish all that is held.
         todo = self.batcher.resume(self._published).replay
         if todo is None:
             todo = list(self.batcher.history)
-        if not todo:
-            return
+        state = None
+        if want_state and not todo and self._published == self.batcher.seq >= 0:
+            state = self.batcher.seq, state_arrays(self.batcher, self.info.run)
         oldest = entry_id(self.batcher.oldest_seq)
         for start in range(0, len(todo), PUBLISH_CHUNK):
             chunk = todo[start:start + PUBLISH_CHUNK]
@@ -260,21 +294,18 @@ class Publisher:
                     fields: dict[Any, Any] = encode_batch(batch)
                     pipe.xadd(STREAM_KEY, fields, id=entry_id(batch.seq),
                               minid=oldest, approximate=True)
+                if want_state and chunk[-1].seq == self.batcher.seq:
+                    state = self.batcher.seq, state_arrays(self.batcher, self.info.run)
                 await pipe.execute()
             self._published = chunk[-1].seq
             self.health.last_seq = self._published
+        return state
 
-    def _state_wanted(self) -> bool:
-        """New batches since the last save, all of them in the stream (a starting edge
-        replays the stream after the state, so the state must not run ahead of it)."""
-        seq = self.batcher.seq
-        return self._published == seq and self._saved != seq and seq >= 0
-
-    async def _save_state(self) -> None:
-        """Copied on the loop, encoded in a thread: megabytes of bars must not hold up the
-        batches of every client."""
-        seq = self.batcher.seq
-        blob = await asyncio.to_thread(encode_state, state_arrays(self.batcher, self.info.run))
+    async def _save_state(self, seq: Seq, arrays: StateArrays) -> None:
+        """Encoded in a thread: megabytes of bars must not hold up every client's batches.
+        Saved only once the stream holds every batch up to ``seq`` (a starting edge replays
+        the stream after the state)."""
+        blob = await asyncio.to_thread(encode_state, arrays)
         await self.client.set(STATE_KEY, blob)
         self._saved = seq
 
@@ -286,6 +317,8 @@ class Reader:
         self.client = client
         self.health = health
         self.last: Seq = 0
+        #: The id of the last stream entry taken in, good or not: where the next read starts.
+        self.cursor: bytes | str = "0-0"
         #: The feed run the batcher's quotes and bars come from (None before the first load).
         self.info: FeedInfo | None = None
 
@@ -304,15 +337,17 @@ class Reader:
     async def load(self, batcher: Batcher) -> None:
         """Quotes and bars from the saved state, then every held entry: those the quotes
         already reflect only go to the resume history, the rest are applied. Retries while
-        Redis is out of reach; a feed now serving other symbols is a ``BrokerError``."""
+        Redis is out of reach; a feed now run with other symbols or settings is a
+        ``BrokerError`` (this process must restart to serve them)."""
         while True:
             info, blob, entries = await _retrying(self.health, self._read_all)
             if info is not None and (blob is not None or entries):
                 break
             await asyncio.sleep(0.05)  # a feed that has only just started
-        if info.symbols != batcher.symbols:
-            raise BrokerError("the feed process now has other symbols: restart this edge "
-                              "to serve them")
+        if (self.info is not None and _settings(info) != _settings(self.info)) or (
+                info.symbols != batcher.symbols):
+            raise BrokerError("the feed process now runs with other symbols or settings: "
+                              "restart this edge to serve them")
         state_seq = None
         if blob is not None:
             try:
@@ -327,7 +362,10 @@ class Reader:
         else:
             batcher.clear_state()  # another run's quotes must not sit under this run's ticks
         for entry, fields in entries:
-            batch = decode_batch(entry, fields)
+            self.cursor = entry
+            batch = _decoded(entry, fields)
+            if batch is None:
+                continue
             if base is not None and batch.seq <= base:
                 batcher.remember(batch)
             else:
@@ -355,7 +393,7 @@ class Reader:
         while not _stopping():
             try:
                 reply: Any = await self.client.xread(
-                    {STREAM_KEY: entry_id(self.last)}, count=READ_COUNT, block=READ_BLOCK_MS
+                    {STREAM_KEY: self.cursor}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
                 self.health.up()
                 attempt = 0
@@ -363,10 +401,11 @@ class Reader:
                     await self._reload(batcher, reset, "the feed process restarted")
                 for _, entries in reply or ():
                     for entry, fields in entries:
-                        batch = decode_batch(entry, fields)
-                        if batch.seq != self.last + 1:
+                        self.cursor = entry
+                        batch = _decoded(entry, fields)
+                        if batch is None or batch.seq != self.last + 1:
                             await self._reload(batcher, reset, f"stream jumped from seq "
-                                               f"{self.last} to {batch.seq}")
+                                               f"{self.last} to entry {entry!r}")
                             break
                         batcher.apply(batch)
                         self.last = self.health.last_seq = batch.seq
@@ -379,9 +418,6 @@ class Reader:
                 self.health.down(e)
                 await _pause(attempt)
                 attempt += 1
-            except BrokerDataError as e:  # written by another version: skip the entry
-                log.error("%s; skipping it", e)
-                self.last += 1
 
     async def _run_changed(self) -> bool:
         """A quiet stream may be a new feed run whose seqs lie below ours (its clock behind

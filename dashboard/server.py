@@ -132,10 +132,11 @@ class Server:
         self._recorder: RecordWriter | None = None
         self._publisher: Publisher | None = None
         self.state: ServerState | None = None
-        #: Set when a background task meets an error no retry mends (another feed holds the
-        #: broker, Redis refuses this server): the process should stop with ``failure``.
+        #: Set when a background task ends on an error (another feed took the broker, Redis
+        #: refuses this server, a bug): the process should stop with ``failure``, not go on
+        #: serving frozen data.
         self.failed = asyncio.Event()
-        self.failure: BrokerError | None = None
+        self.failure: Exception | None = None
 
     @property
     def url(self) -> str:
@@ -189,6 +190,7 @@ class Server:
             info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s,
                             run=uuid.uuid4().hex)
             self._publisher = Publisher(self._redis, batcher, info, health)
+            await self._publisher.start()
             self._spawn(self._publisher.run())
         metrics.watch_feed(feed.name, feed.health)
         return ServerState(
@@ -229,17 +231,20 @@ class Server:
         self.state.hub.reset(now_ms())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
+        task = asyncio.create_task(coro, name=getattr(coro, "__qualname__", None))
         task.add_done_callback(self._task_done)
         self._tasks.append(task)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         error = None if task.cancelled() else task.exception()
+        if error is None or self.failed.is_set():
+            return
         if isinstance(error, BrokerError):
             self.failure = error
-            self.failed.set()
-        elif error is not None:
+        else:
             log.error("%s failed", task.get_name(), exc_info=error)
+            self.failure = RuntimeError(f"{task.get_name()} failed: {error!r}")
+        self.failed.set()
 
     async def _pump_feed(self, state: ServerState) -> None:
         assert self.feed is not None

@@ -87,19 +87,21 @@ def encode_state(arrays: StateArrays) -> bytes:
 
 def restore_state(batcher: Batcher, blob: bytes, run: str) -> Seq | None:
     """Load quotes and bars from :func:`encode_state`; returns the seq they reflect, or None
-    (and changes nothing) when they are another run's of the feed. Leaves ``batcher.seq`` and
-    its history alone: the caller replays the stream after it."""
+    when they are another run's of the feed. All or nothing: an unusable blob changes nothing.
+    Leaves ``batcher.seq`` and its history alone: the caller replays the stream after it."""
+    quotes, bars = batcher.empty_state()
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
         if str(arrays.pop("run")) != run:
             return None
         seq = int(arrays.pop("seq"))
-        batcher.quotes.load(_part(arrays, "quotes."))
-        for interval, series in batcher.bars.items():
+        quotes.load(_part(arrays, "quotes."))
+        for interval, series in bars.items():
             series.load(_part(arrays, f"bars.{interval}."))
     except (OSError, KeyError, ValueError) as e:
         raise BrokerDataError(f"the feed's state is unusable: {e}") from None
+    batcher.quotes, batcher.bars = quotes, bars
     return seq
 
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dashboard.config import Config
@@ -35,9 +35,6 @@ from feeds.base import jittered_backoff
 
 log = logging.getLogger(__name__)
 
-#: How long a worker may take to print its ``listening on`` line (an edge waits for the
-#: feed's first batches).
-START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 #: Restart delays grow from the first to the second; a worker that ran for HEALTHY_AFTER_S
 #: before it died is restarted at the shortest delay again.
@@ -47,6 +44,8 @@ HEALTHY_AFTER_S = 60.0
 MAX_FAILED_STARTS = 5
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: Set in a worker's environment: the supervisor's pid (see :func:`die_with_parent`).
+PARENT_ENV = "DASHBOARD_SUPERVISOR_PID"
 
 
 class WorkerError(Exception):
@@ -65,17 +64,14 @@ class Worker:
     forwarding: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Until the worker listens, however long it waits for Redis or the feed; a worker
+        that exits first did not start."""
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "dashboard", *self.args, stdout=asyncio.subprocess.PIPE,
-            start_new_session=True, preexec_fn=_die_with_parent(os.getpid()),
+            start_new_session=True, env={**os.environ, PARENT_ENV: str(os.getpid())},
         )
         assert self.process.stdout is not None
-        try:
-            async with asyncio.timeout(START_TIMEOUT_S):
-                line = await self.process.stdout.readline()
-        except TimeoutError:
-            line = b""
-        text = line.decode(errors="replace").strip()
+        text = (await self.process.stdout.readline()).decode(errors="replace").strip()
         if not text.startswith("listening on "):
             await self.stop()
             raise WorkerError(f"{self.name} did not start (see its errors above)")
@@ -86,8 +82,8 @@ class Worker:
     async def _forward(self, stdout: asyncio.StreamReader) -> None:
         """Whatever else the worker prints goes to our stderr: an unread pipe would fill up
         and stall it, and our stdout carries the one ``listening on`` line."""
-        async for line in stdout:
-            print(f"{self.name}: {line.decode(errors='replace').rstrip()}", file=sys.stderr)
+        while chunk := await stdout.read(65536):  # not by line: a line may be any length
+            sys.stderr.write(chunk.decode(errors="replace"))
 
     async def stop(self) -> None:
         if self.process is None or self.process.returncode is not None:
@@ -125,17 +121,16 @@ class Worker:
                     self.failures += 1
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
-    """Run in the child before exec: a worker must not outlive a parent killed outright
-    (it would hold the port), and its own session keeps a terminal's Ctrl-C from it."""
-
-    def setup() -> None:
-        if sys.platform == "linux":
-            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return setup
+def die_with_parent() -> None:
+    """Called first thing in a worker (``PARENT_ENV`` set): it must not outlive a parent
+    killed outright, holding the port. Its own session keeps a terminal's Ctrl-C from it."""
+    parent = os.environ.pop(PARENT_ENV, None)
+    if parent is None:
+        return
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if str(os.getppid()) != parent:  # the parent died before prctl took effect
+        sys.exit(1)
 
 
 def worker_args(argv: Sequence[str], role: str, port: int, reuse_port: bool) -> list[str]:
@@ -162,12 +157,15 @@ def reserve_port(host: str, port: int) -> socket.socket:
 
 
 def _refuse_if_answering(host: str, port: int) -> None:
-    local = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    try:
-        socket.create_connection((local, port), timeout=1.0).close()
-    except OSError:
-        return
-    raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
+    """A wildcard host is probed on both loopbacks (a listener on one specific interface
+    address goes unseen)."""
+    for local in {"0.0.0.0": ("127.0.0.1",), "": ("127.0.0.1", "::1"),
+                  "::": ("127.0.0.1", "::1")}.get(host, (host,)):
+        try:
+            socket.create_connection((local, port), timeout=1.0).close()
+        except OSError:
+            continue
+        raise OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
 
 
 async def supervise(config: Config, argv: Sequence[str]) -> int:
@@ -214,17 +212,16 @@ async def _watch(feed: list[Worker], edges: list[Worker], stopping: asyncio.Even
     keepers = {w: asyncio.create_task(w.keep(stopping)) for w in feed + edges}
     stop = asyncio.create_task(stopping.wait())
     try:
-        while not stopping.is_set():
-            await asyncio.wait([stop, *keepers.values()], return_when=asyncio.FIRST_COMPLETED)
-            given_up = {w for w, task in keepers.items() if task.done()}
+        while True:
+            running = [t for t in keepers.values() if not t.done()]
+            await asyncio.wait([stop, *running], return_when=asyncio.FIRST_COMPLETED)
             if stopping.is_set():
                 return 0
+            given_up = {w for w, task in keepers.items() if task.done()}
             if any(w in given_up for w in feed) or all(w in given_up for w in edges):
                 print("market-dashboard: error: workers keep dying (see their errors above)",
                       file=sys.stderr)
                 return 1
-            keepers = {w: t for w, t in keepers.items() if w not in given_up}
-        return 0
     finally:
         for task in (stop, *keepers.values()):
             task.cancel()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ LISTENING = re.compile(r"^listening on http://127\.0\.0\.1:(\d+)$")
 class DashboardProcess:
     def __init__(
         self, *args: str, python: str = sys.executable, cwd: Path | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str] | None = None, start_timeout: float = 60.0,
     ) -> None:
         self.proc = subprocess.Popen(
             [python, "-m", "dashboard", "--port", "0", *args],
@@ -23,7 +24,10 @@ class DashboardProcess:
             env={**os.environ, **env} if env else None,
         )
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()  # flushed as soon as it listens
+        # Flushed as soon as it listens; a process that never does must fail the test, not
+        # hang it.
+        ready, _, _ = select.select([self.proc.stdout], [], [], start_timeout)
+        line = self.proc.stdout.readline().strip() if ready else ""
         match = LISTENING.match(line)
         if not match:
             self.proc.kill()
