@@ -10,8 +10,8 @@ import orjson
 import tornado.web
 
 from dashboard import codecs
-from dashboard.batcher import BAR_INTERVALS_S
 from dashboard.errors import BadRequest
+from dashboard.params import bars_request
 from dashboard.state import ServerState, now_ms
 
 #: The page may run only its own scripts and talk only to its own origin. Inline *styles*
@@ -22,8 +22,6 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; worker-src 'none'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-
-MAX_BARS = max(capacity for _, capacity in BAR_INTERVALS_S.values())
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -119,27 +117,14 @@ class SnapshotHandler(BaseHandler):
 class BarsHandler(BaseHandler):
     def get(self) -> None:
         try:
-            sym, interval, limit = self._params()
+            r = bars_request(self.query, self.state.table)
         except BadRequest as e:
             return self.refuse(e)
-        bars = self.state.batcher.bars[interval].bars(sym, limit)
+        bars = self.state.batcher.bars[r.interval].bars(r.symbol, r.limit)
         self.write_json(codecs.dumps({
-            "symbol": self.state.table.names[sym], "interval": interval,
+            "symbol": self.state.table.names[r.symbol], "interval": r.interval,
             "t": bars.t, "o": bars.o, "h": bars.h, "l": bars.l, "c": bars.c, "v": bars.v,
         }))
-
-    def _params(self) -> tuple[int, str, int]:
-        name = self.query("symbol")
-        if not name:
-            raise BadRequest("symbol is required")
-        (sym,) = self.state.table.resolve([name]).tolist()
-        interval = self.query("interval") or "1s"
-        if interval not in BAR_INTERVALS_S:
-            raise BadRequest(f"interval must be one of {', '.join(BAR_INTERVALS_S)}")
-        raw = self.query("limit") or "300"
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_BARS:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_BARS}")
-        return sym, interval, int(raw)
 
 
 class PageHandler(tornado.web.StaticFileHandler):
