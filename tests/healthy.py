@@ -1,0 +1,73 @@
+"""A well-behaved WebSocket client on its own thread and event loop, reading every message as
+it comes while a test attacks the server from the main thread: what it sees says whether
+the others were served."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import orjson
+import tornado.websocket
+
+from tests.threaded import wait_until
+
+
+class HealthyClient:
+    def __init__(self, port: int) -> None:
+        self.last_seq: int | None = None
+        self.batches = 0
+        #: (last seq, first seq of the next message) for every gap in the contract's sense.
+        self.gaps: list[tuple[int, int]] = []
+        self.others: list[dict[str, Any]] = []
+        #: Close code and reason, when the server closed it.
+        self.closed_by_server: tuple[int | None, str | None] | None = None
+        self._leaving = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._conn = asyncio.run_coroutine_threadsafe(self._connect(port), self._loop).result(10)
+        self._reader = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
+
+    @staticmethod
+    async def _connect(port: int) -> tornado.websocket.WebSocketClientConnection:
+        return await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+
+    async def _read(self) -> None:
+        while (frame := await self._conn.read_message()) is not None:
+            self._take(orjson.loads(frame))
+        if not self._leaving:
+            self.closed_by_server = (self._conn.close_code, self._conn.close_reason)
+
+    def _take(self, msg: dict[str, Any]) -> None:
+        """The gap test: ``(first_seq or seq) > last_seq + 1``; a snapshot's seq is the last
+        batch it reflects."""
+        if msg["type"] == "snapshot":
+            self.last_seq = msg["seq"]
+        elif msg["type"] == "batch":
+            first = msg.get("first_seq", msg["seq"])
+            if self.last_seq is not None and first > self.last_seq + 1:
+                self.gaps.append((self.last_seq, first))
+            self.last_seq = msg["seq"]
+            self.batches += 1
+        else:
+            self.others.append(msg)
+
+    def assert_served_through(self, seq: int, timeout_s: float = 10.0) -> None:
+        """It got every batch up to ``seq``, with no gap, and is still connected."""
+        wait_until(
+            lambda: self.closed_by_server is not None or (self.last_seq or 0) >= seq,
+            timeout_s, f"the healthy client reaching seq {seq} (at {self.last_seq})",
+        )
+        assert self.closed_by_server is None, f"closed by the server: {self.closed_by_server}"
+        assert self.gaps == [], f"gaps: {self.gaps[:5]}"
+        assert self.others == [], f"unexpected messages: {self.others[:3]}"
+
+    def close(self) -> None:
+        self._leaving = True
+        self._loop.call_soon_threadsafe(self._conn.close)
+        self._reader.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
