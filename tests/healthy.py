@@ -5,17 +5,24 @@ the others were served."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import tornado.websocket
 
-from tests.threaded import wait_until
+from dashboard.config import Config
+from dashboard.metrics import TRANSPORTS
+from tests.clients import metric
+from tests.logs import LogRecorder
+from tests.threaded import ServerThread, wait_until
 
 
 class HealthyClient:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, query: str = "") -> None:
         self.last_seq: int | None = None
         self.batches = 0
         #: (last seq, first seq of the next message) for every gap in the contract's sense.
@@ -27,12 +34,13 @@ class HealthyClient:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self._conn = asyncio.run_coroutine_threadsafe(self._connect(port), self._loop).result(10)
+        url = f"ws://127.0.0.1:{port}/ws?{query}"
+        self._conn = asyncio.run_coroutine_threadsafe(self._connect(url), self._loop).result(10)
         self._reader = asyncio.run_coroutine_threadsafe(self._read(), self._loop)
 
     @staticmethod
-    async def _connect(port: int) -> tornado.websocket.WebSocketClientConnection:
-        return await tornado.websocket.websocket_connect(f"ws://127.0.0.1:{port}/ws")
+    async def _connect(url: str) -> tornado.websocket.WebSocketClientConnection:
+        return await tornado.websocket.websocket_connect(url)
 
     async def _read(self) -> None:
         while (frame := await self._conn.read_message()) is not None:
@@ -71,3 +79,49 @@ class HealthyClient:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
+
+
+@dataclasses.dataclass
+class Watched:
+    """A live server on its own thread, a healthy client reading from it, and the server's
+    log records: what a test attacking the server must leave unharmed."""
+
+    server: ServerThread
+    healthy: HealthyClient
+    logs: LogRecorder
+
+    @classmethod
+    @contextlib.contextmanager
+    def serving(cls, config: Config, healthy_query: str = "") -> Iterator[Watched]:
+        """``healthy_query`` narrows what the healthy client reads (a busy feed's every
+        tick would make it a slow client on a busy machine); every batch still comes."""
+        with LogRecorder() as logs:
+            server = ServerThread(config).start()
+            healthy = HealthyClient(server.port, healthy_query)
+            try:
+                yield cls(server, healthy, logs)
+            finally:
+                healthy.close()
+                server.close()
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    def connections(self) -> dict[str, float]:
+        text = self.server.get("/metrics").decode()
+        return {t: metric(text, "dashboard_connections", transport=t) for t in TRANSPORTS}
+
+    def wait_for_only_the_healthy_client(self, timeout_s: float, what: str) -> None:
+        wait_until(
+            lambda: self.connections() == {"ws": 1.0, "sse": 0.0, "stream": 0.0}, timeout_s, what
+        )
+
+    def assert_unharmed(self) -> None:
+        """The server still serves; every other connection is gone; nothing was logged as
+        an error, with a traceback or on a forged line; and the healthy client got every
+        batch up to now, with no gap, on a connection that stayed open."""
+        self.wait_for_only_the_healthy_client(10, "every connection but the healthy one closed")
+        seq = orjson.loads(self.server.get("/healthz"))["seq"]
+        self.healthy.assert_served_through(seq)
+        assert self.logs.problems() == []

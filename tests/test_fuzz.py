@@ -26,13 +26,10 @@ import tornado
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dashboard.metrics import TRANSPORTS
 from dashboard.params import MAX_BARS, MAX_CLIENT_MESSAGE_BYTES
 from dashboard.server import MAX_HEADER_BYTES
-from tests.clients import metric
 from tests.conftest import TEST_CONFIG
-from tests.healthy import HealthyClient
-from tests.logs import LogRecorder
+from tests.healthy import Watched
 from tests.rawhttp import Head, RawConnection
 from tests.rawws import (
     OP_BINARY,
@@ -44,7 +41,7 @@ from tests.rawws import (
     encode_frame,
     handshake_headers,
 )
-from tests.threaded import ServerThread, wait_until
+from tests.threaded import ServerThread
 
 SYMBOLS = ("AAPL", "MSFT", "BRK.B", "BTC-USD", "EUR/USD", "^GSPC")
 #: The message rate limit out of the way, so that the fuzzer exercises parsing (the limit
@@ -61,46 +58,14 @@ def fuzz(examples: int) -> settings:
     )
 
 
-# -- the live server and the client that must not notice ------------------------------------
-
-
-@dataclasses.dataclass
-class Live:
-    server: ServerThread
-    healthy: HealthyClient
-    logs: LogRecorder
-
-    def connections(self) -> dict[str, float]:
-        text = self.server.get("/metrics").decode()
-        return {t: metric(text, "dashboard_connections", transport=t) for t in TRANSPORTS}
-
-    def assert_unharmed(self) -> None:
-        """The server still serves; every connection the fuzzer opened is gone; nothing was
-        logged as an error, with a traceback or on a forged line; and the healthy client
-        got every batch up to now, with no gap, on a connection that stayed open."""
-        wait_until(
-            lambda: self.connections() == {"ws": 1.0, "sse": 0.0, "stream": 0.0}, 10,
-            "every connection but the healthy client's closed",
-        )
-        seq = orjson.loads(self.server.get("/healthz"))["seq"]
-        self.healthy.assert_served_through(seq)
-        assert self.logs.problems() == []
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[Live]:
-    with LogRecorder() as logs:
-        thread = ServerThread(CONFIG).start()
-        healthy = HealthyClient(thread.port)
-        try:
-            yield Live(thread, healthy, logs)
-        finally:
-            healthy.close()
-            thread.close()
+def server() -> Iterator[Watched]:
+    with Watched.serving(CONFIG) as watched:
+        yield watched
 
 
 @pytest.fixture
-def live(server: Live) -> Live:
+def live(server: Watched) -> Watched:
     server.logs.records.clear()  # each test answers for its own records
     return server
 
@@ -232,7 +197,7 @@ def assert_answered(sent: int, head: Head | None, body: bytes) -> None:
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
-def test_any_query_gets_a_success_or_a_json_error(live: Live, path: str) -> None:
+def test_any_query_gets_a_success_or_a_json_error(live: Watched, path: str) -> None:
     @fuzz(examples=300)
     @given(pairs=queries(ENDPOINTS[path]), escape=st.sampled_from([quoted, raw]),
            upgrade=st.booleans(), last_event_id=st.none() | HEADER_VALUES)
@@ -249,7 +214,7 @@ def test_any_query_gets_a_success_or_a_json_error(live: Live, path: str) -> None
         if path == "/sse" and last_event_id is not None:
             headers = [("Last-Event-ID", last_event_id)]
         target = path.encode() + b"?" + query(pairs, escape)
-        sent, head, body = ask(live.server.port, target, headers, path in STREAMS)
+        sent, head, body = ask(live.port, target, headers, path in STREAMS)
         assert_answered(sent, head, body)
         if head is not None and head.status == 101:
             assert headers, "an upgrade only to a handshake"
@@ -383,31 +348,25 @@ TEXT_MESSAGES = st.one_of(
 )
 
 
-def test_any_text_message_gets_the_contract_answer(live: Live) -> None:
-    talk = Conversation(live.server.port)
+#: Binary frames: any bytes, text messages, and sizes either side of the limit.
+BINARY_MESSAGES = st.binary(max_size=300) | TEXT_MESSAGES | st.binary(min_size=4000,
+                                                                      max_size=4200)
 
-    @fuzz(examples=1500)
-    @given(message=TEXT_MESSAGES)
+
+@pytest.mark.parametrize("opcode, messages, examples", [
+    pytest.param(OP_TEXT, TEXT_MESSAGES, 1500, id="text"),
+    pytest.param(OP_BINARY, BINARY_MESSAGES, 300, id="binary"),
+])
+def test_any_message_gets_the_contract_answer(
+    live: Watched, opcode: int, messages: st.SearchStrategy[bytes], examples: int,
+) -> None:
+    talk = Conversation(live.port)
+
+    @fuzz(examples)
+    @given(message=messages)
     def exchange(message: bytes) -> None:
-        replies, closed = talk.exchange(OP_TEXT, message)
-        assert_contract_answer(OP_TEXT, message, replies, closed)
-
-    try:
-        exchange()
-    finally:
-        talk.close()
-    live.assert_unharmed()
-
-
-def test_a_binary_message_gets_an_error(live: Live) -> None:
-    talk = Conversation(live.server.port)
-
-    @fuzz(examples=300)
-    @given(message=st.binary(max_size=300) | TEXT_MESSAGES | st.binary(min_size=4000,
-                                                                         max_size=4200))
-    def exchange(message: bytes) -> None:
-        replies, closed = talk.exchange(OP_BINARY, message)
-        assert_contract_answer(OP_BINARY, message, replies, closed)
+        replies, closed = talk.exchange(opcode, message)
+        assert_contract_answer(opcode, message, replies, closed)
 
     try:
         exchange()
@@ -432,11 +391,11 @@ GARBAGE = st.binary(min_size=1, max_size=300) | st.lists(FRAMES | CLOSES, min_si
                                                          max_size=4).map(b"".join)
 
 
-def test_garbage_frames_end_in_a_closed_connection(live: Live) -> None:
+def test_garbage_frames_end_in_a_closed_connection(live: Watched) -> None:
     @fuzz(examples=300)
     @given(garbage=GARBAGE)
     def send(garbage: bytes) -> None:
-        ws = RawWebSocket(live.server.port, "/ws?symbols=AAPL")
+        ws = RawWebSocket(live.port, "/ws?symbols=AAPL")
         try:
             ws.sock.sendall(garbage)
             ws.sock.shutdown(socket.SHUT_WR)  # after the garbage, a FIN: nothing more comes
