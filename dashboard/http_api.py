@@ -8,14 +8,15 @@ import urllib.parse
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import orjson
 import tornado.web
 from tornado.log import app_log, gen_log
 
 from dashboard import auth, codecs
 from dashboard.access_log import summary
-from dashboard.batcher import BAR_INTERVALS_S
 from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
+from dashboard.params import bars_request
 from dashboard.state import ServerState, now_ms
 from dashboard.symbols import IndexArray
 
@@ -27,8 +28,6 @@ CONTENT_SECURITY_POLICY = (
     "img-src 'self' data:; worker-src 'none'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
-
-MAX_BARS = max(capacity for _, capacity in BAR_INTERVALS_S.values())
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -169,28 +168,15 @@ class SnapshotHandler(BaseHandler):
 class BarsHandler(BaseHandler):
     def get(self) -> None:
         try:
-            sym, interval, limit = self._params()
+            r = bars_request(self.query, self.state.table)
+            self.authorize(np.array([r.symbol], np.int32))
         except BadRequest as e:
             return self.refuse(e)
-        bars = self.state.batcher.bars[interval].bars(sym, limit)
+        bars = self.state.batcher.bars[r.interval].bars(r.symbol, r.limit)
         self.write_json(codecs.dumps({
-            "symbol": self.state.table.names[sym], "interval": interval,
+            "symbol": self.state.table.names[r.symbol], "interval": r.interval,
             "t": bars.t, "o": bars.o, "h": bars.h, "l": bars.l, "c": bars.c, "v": bars.v,
         }))
-
-    def _params(self) -> tuple[int, str, int]:
-        name = self.query("symbol")
-        if not name:
-            raise BadRequest("symbol is required")
-        indices = self.state.table.resolve([name])
-        interval = self.query("interval") or "1s"
-        if interval not in BAR_INTERVALS_S:
-            raise BadRequest(f"interval must be one of {', '.join(BAR_INTERVALS_S)}")
-        raw = self.query("limit") or "300"
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw[:6]) <= MAX_BARS:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_BARS}")
-        self.authorize(indices)
-        return int(indices[0]), interval, int(raw)
 
 
 class PageHandler(tornado.web.StaticFileHandler):

@@ -82,6 +82,7 @@ class Metrics:
             self.bytes_sent.labels(t)
             self.slow_consumers_dropped.labels(t)
             self.conflated_ticks.labels(t)
+            self.dead_peers.labels(t)
             for step in ("behind", "caught_up", "dropped"):
                 self.slow_client_steps.labels(t, step)
         for reason in ("client_msgs", "max_connections", "max_connections_per_ip"):

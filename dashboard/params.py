@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from dashboard.batcher import Seq
+from dashboard.batcher import BAR_INTERVALS_S, Seq
 from dashboard.codecs import Encoding
 from dashboard.errors import BadRequest, UnknownOp
 from dashboard.symbols import SymbolTable
@@ -27,6 +27,12 @@ Query = Callable[[str], str | None]
 MAX_CLIENT_MESSAGE_BYTES = 4096
 #: A ping id is echoed back; it is a correlation token, not a payload.
 MAX_PING_ID = 128
+#: Digits of the longest integer a query may carry: beyond any seq or count, and far below
+#: Python's limit on converting a string to int (4300 digits), past which ``int()`` raises.
+MAX_DIGITS = 18
+#: Bars a ``/api/bars`` request gets when it names no ``limit``, and the most it may ask for.
+DEFAULT_BARS = 300
+MAX_BARS = max(capacity for _, capacity in BAR_INTERVALS_S.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +45,29 @@ class StreamRequest:
     max_hz: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class BarsRequest:
+    """``/api/bars?symbol=S&interval=1s|1m&limit=N``: one symbol's newest bars."""
+
+    symbol: int
+    interval: str
+    limit: int
+
+
+def _natural(raw: str) -> int | None:
+    """A non-negative decimal integer of at most ``MAX_DIGITS`` ASCII digits, else None."""
+    if raw.isascii() and raw.isdigit() and len(raw) <= MAX_DIGITS:
+        return int(raw)
+    return None
+
+
 def parse_seq(raw: str | None, name: str) -> Seq | None:
     if raw is None or raw == "":
         return None
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+    seq = _natural(raw)
+    if seq is None:
         raise BadRequest(f"{name} must be a non-negative integer seq, got {raw[:40]!r}")
-    return int(raw)
+    return seq
 
 
 def parse_max_hz(raw: str | None) -> float | None:
@@ -79,6 +102,21 @@ def stream_request(
         since=parse_seq(since, "since"),
         max_hz=parse_max_hz(query("max_hz")),
     )
+
+
+def bars_request(query: Query, table: SymbolTable) -> BarsRequest:
+    name = query("symbol")
+    if not name:
+        raise BadRequest("symbol is required")
+    (sym,) = table.resolve([name]).tolist()
+    interval = query("interval") or "1s"
+    if interval not in BAR_INTERVALS_S:
+        raise BadRequest(f"interval must be one of {', '.join(BAR_INTERVALS_S)}")
+    raw = query("limit")
+    limit = _natural(raw) if raw else DEFAULT_BARS
+    if limit is None or not 1 <= limit <= MAX_BARS:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_BARS}")
+    return BarsRequest(sym, interval, limit)
 
 
 # -- client → server messages -----------------------------------------------------------

@@ -34,6 +34,7 @@ from dashboard.http_api import (
     SymbolsHandler,
 )
 from dashboard.hub import Hub
+from dashboard.logsafe import guard_tornado_logs
 from dashboard.metrics import Metrics
 from dashboard.params import MAX_CLIENT_MESSAGE_BYTES
 from dashboard.state import ServerState, now_ms
@@ -163,6 +164,7 @@ class Server:
             c.port, c.host, family=_family(c.host), reuse_port=c.reuse_port
         )
         self.port = sockets[0].getsockname()[1]
+        guard_tornado_logs()
         self._http = tornado.httpserver.HTTPServer(
             make_app(state, clients=c.role != "feed"), idle_connection_timeout=60,
             max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,

@@ -73,6 +73,7 @@ class _StreamHandler(Outlet, BaseHandler):
         if refused is not None:
             return self.unavailable(f"server full ({refused})")
         self._detect_dead_peer()
+        self._iostream().set_nodelay(True)  # each event leaves at once, as the contract says
         done = self._done = asyncio.Event()
         self._compressor = negotiate(self.request.headers.get("Accept-Encoding"))
         self.set_header("Content-Type", self.content_type)

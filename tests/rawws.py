@@ -1,58 +1,65 @@
-"""A bare-socket WebSocket client: sees every frame (pings included) and can stop reading,
-which Tornado's client hides or cannot do."""
+"""A bare-socket WebSocket client: sees every frame (pings included), can stop reading and
+can send any frame, even a malformed one, which Tornado's client hides or cannot do."""
 
 from __future__ import annotations
 
 import base64
 import os
-import socket
 import struct
 
+from tests.rawhttp import RawConnection
 
-class RawWebSocket:
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def encode_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0,
+    mask: bytes | None = b"\x00\x00\x00\x00", length: int | None = None,
+) -> bytes:
+    """A frame as RFC 6455 §5.2 lays it out, or any malformed variant of it: reserved bits,
+    no mask (a client's frames must be masked), a ``length`` that is not the payload's."""
+    n = len(payload) if length is None else length
+    flag = 0x80 if mask is not None else 0
+    if n < 126:
+        header = bytes([flag | n])
+    elif n < 1 << 16:
+        header = bytes([flag | 126]) + struct.pack("!H", n)
+    else:
+        header = bytes([flag | 127]) + struct.pack("!Q", n)
+    if mask is not None:
+        header += mask
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode & 0x0F]) + header + payload
+
+
+def handshake_headers() -> list[tuple[str, bytes]]:
+    """An opening handshake's headers (RFC 6455 §4.1), with a fresh key."""
+    return [
+        ("Upgrade", b"websocket"), ("Connection", b"Upgrade"),
+        ("Sec-WebSocket-Key", base64.b64encode(os.urandom(16))),
+        ("Sec-WebSocket-Version", b"13"),
+    ]
+
+
+class RawWebSocket(RawConnection):
     def __init__(self, port: int, path: str = "/ws", rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(5)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        self._buf = b""
-        head = self._read_until(b"\r\n\r\n")
-        self.status = int(head.split(b" ", 2)[1])
-
-    def _read_until(self, marker: bytes) -> bytes:
-        while marker not in self._buf:
-            self._fill()
-        head, _, self._buf = self._buf.partition(marker)
-        return head
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise ConnectionError("closed by server")
-        self._buf += data
-
-    def _read(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            self._fill()
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+        super().__init__(port, rcvbuf)
+        self.request(path.encode(), handshake_headers())
+        head = self.head()
+        if head is None:
+            raise ConnectionError("closed by server during the handshake")
+        self.status = head.status
 
     def frame(self) -> tuple[int, bytes]:
         """The next frame's opcode and payload."""
-        b0, b1 = self._read(2)
+        b0, b1 = self.read(2)
         n = b1 & 0x7F
         if n == 126:
-            (n,) = struct.unpack("!H", self._read(2))
+            (n,) = struct.unpack("!H", self.read(2))
         elif n == 127:
-            (n,) = struct.unpack("!Q", self._read(8))
-        return b0 & 0x0F, self._read(n)
+            (n,) = struct.unpack("!Q", self.read(8))
+        return b0 & 0x0F, self.read(n)
 
-    def close(self) -> None:
-        self.sock.close()
+    def send(self, opcode: int, payload: bytes) -> None:
+        """One final frame, masked as a client's must be (RFC 6455 §5.3)."""
+        self.sock.sendall(encode_frame(opcode, payload, mask=os.urandom(4)))

@@ -325,6 +325,25 @@ async def test_streams_ask_the_kernel_to_drop_a_vanished_peer_after_the_ping_tim
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_every_transport_sends_small_frames_without_waiting_for_an_ack(start_server):
+    """TCP_NODELAY: with Nagle's algorithm a reply written right after another one waited
+    for the client's delayed ack."""
+    server = await start_server()
+    ws = await WSClient.connect(server)
+    sse, ndjson = StreamClient(), StreamClient()
+    await sse.open(http_url(server, "/sse"), "sse")
+    await ndjson.open(http_url(server, "/stream"), "ndjson")
+    await ws.recv_type("snapshot")
+    sockets = {
+        "ws": handler_for(server, "ws")._socket,
+        "sse": handler_for(server, "sse")._iostream().socket,
+        "stream": handler_for(server, "stream")._iostream().socket,
+    }
+    for transport, sock in sockets.items():
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), transport
+
+
+@pytest.mark.gen_test(timeout=20)
 async def test_one_failing_client_does_not_stop_the_others_keepalives(start_server):
     server = await start_server(tick_rate=0.01, keepalive_s=0.2)
 

@@ -6,10 +6,14 @@ import pytest
 from dashboard.codecs import Encoding
 from dashboard.errors import BadRequest, UnknownOp, UnknownSymbol
 from dashboard.params import (
+    DEFAULT_BARS,
+    MAX_BARS,
+    BarsRequest,
     Ping,
     Subscribe,
     Unsubscribe,
     apply_op,
+    bars_request,
     client_op,
     stream_request,
 )
@@ -86,3 +90,29 @@ def test_subscribe_adds_and_unsubscribe_removes():
     current = np.array([0, 2], np.int32)
     assert apply_op(current, Subscribe(np.array([1, 2], np.int32))).tolist() == [0, 1, 2]
     assert apply_op(current, Unsubscribe(np.array([2, 3], np.int32))).tolist() == [0]
+
+
+def bars(**query):
+    return bars_request(query.get, TABLE)
+
+
+def test_bars_take_a_symbol_an_interval_and_a_limit():
+    assert bars(symbol="MSFT", interval="1m", limit="7") == BarsRequest(1, "1m", 7)
+    assert bars(symbol="AAPL") == BarsRequest(0, "1s", DEFAULT_BARS)
+
+
+@pytest.mark.parametrize("query", [
+    {},
+    {"symbol": "NOPE"},
+    {"symbol": "AAPL", "interval": "5s"},
+    {"symbol": "AAPL", "limit": "0"},
+    {"symbol": "AAPL", "limit": str(MAX_BARS + 1)},
+    {"symbol": "AAPL", "limit": "-5"},
+    {"symbol": "AAPL", "limit": "0000010000"},  # leading zeros do not pass a larger limit
+    # past Python's int-from-string limit int() raises: this was a 500 with a traceback
+    {"symbol": "AAPL", "limit": "000001" + "0" * 5000},
+])
+def test_bad_bars_requests_are_refused(query):
+    with pytest.raises(BadRequest) as e:
+        bars(**query)
+    assert e.value.message

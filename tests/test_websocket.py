@@ -203,3 +203,25 @@ async def test_a_resume_from_far_back_gets_one_catch_up_message(start_server):
     assert caught_up["conflated"] > 0
     assert len(set(caught_up["ticks"]["sym"])) == len(caught_up["ticks"]["sym"])
     assert (await again.recv())["seq"] == caught_up["seq"] + 1
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("headers, status", [
+    ({}, 400),  # a plain GET
+    ({"Upgrade": "websocket"}, 400),  # no Connection: Upgrade
+    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "x"}, 426),
+    ({"Upgrade": "websocket", "Connection": "keep-alive, Upgrade",
+      "Sec-WebSocket-Version": "99", "Sec-WebSocket-Key": "x"}, 426),
+    ({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}, 400),
+])
+async def test_a_request_that_is_no_handshake_is_refused_with_json(start_server, headers, status):
+    server = await start_server()
+    response = await tornado.httpclient.AsyncHTTPClient().fetch(
+        http_url(server, "/ws?symbols=AAPL"), raise_error=False, headers=headers
+    )
+    assert response.code == status
+    assert response.headers["Content-Type"] == "application/json"
+    body = orjson.loads(response.body)
+    assert body["type"] == "error" and body["code"] == "bad_request" and body["message"]
+    if status == 426:  # RFC 6455 §4.2.2: and the versions it speaks
+        assert "13" in response.headers["Sec-WebSocket-Version"]

@@ -1,18 +1,21 @@
 """A real server on its own event loop in a background thread, for tests whose client
-blocks the main thread (Playwright's sync API); it can be stopped and started again on the
-same port."""
+blocks the main thread (Playwright's sync API, bare sockets); it can be stopped and started
+again on the same port."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import threading
+import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 from dashboard.config import Config
 from dashboard.server import Server
 from feeds.base import Feed
+from tests.clients import metric
 
 
 class ServerThread:
@@ -39,9 +42,22 @@ class ServerThread:
         return self
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.port}/"
+        return self.server.port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def get(self, path: str) -> bytes:
+        """A plain GET from the test's thread; the body of a 200."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            body: bytes = r.read()
+            return body
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric(self.get("/metrics").decode(), name, **labels)
 
     def stop(self) -> None:
         if self.server is not None:
@@ -52,3 +68,11 @@ class ServerThread:
         self.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail saying ``what`` did not happen in time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s} s"
+        time.sleep(0.02)
