@@ -141,6 +141,9 @@ class FrameCounter(asyncio.Protocol):
             if status != 101:
                 self._finish(0)
                 return
+            if self.opened.done():  # the upgrade came after the load test gave up on it
+                self._finish(0)
+                return
             self._upgraded = True
             self.opened.set_result(None)
             i = end + 4
@@ -204,5 +207,9 @@ async def count_frames(
     loop = asyncio.get_running_loop()
     _, counter = await asyncio.wait_for(loop.create_connection(
         lambda: FrameCounter(host, port, path, on_frame), host, port), timeout)
-    await asyncio.wait_for(counter.opened, timeout)
+    try:
+        await asyncio.wait_for(counter.opened, timeout)
+    except BaseException:
+        counter.close()  # counted as failed: it must not go on counting frames
+        raise
     return counter

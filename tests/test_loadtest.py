@@ -65,3 +65,26 @@ async def test_slow_clients_are_counted_as_slow_not_as_gaps(start_server, tmp_pa
     text = server.state.metrics.exposition().decode()
     assert metric(text, "dashboard_slow_consumers_dropped_total", transport="ws") == \
         clients["slow_dropped"]
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_an_upgrade_after_the_timeout_closes_the_client_without_an_error(caplog):
+    from dashboard.loadclient import count_frames
+
+    closed = asyncio.Event()
+
+    async def late_upgrade(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(0.3)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n\x81\x02{}")
+        if await reader.read() == b"":  # the client hung up
+            closed.set()
+
+    server = await asyncio.start_server(late_upgrade, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with pytest.raises(TimeoutError):
+        await count_frames("127.0.0.1", port, "/ws", lambda n: None, timeout=0.1)
+    await asyncio.wait_for(closed.wait(), 5)
+    server.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
