@@ -40,6 +40,7 @@ from tests.rawws import (
     RawWebSocket,
     encode_frame,
     handshake_headers,
+    read_frame,
 )
 from tests.threaded import ServerThread
 
@@ -166,23 +167,46 @@ def query(pairs: list[tuple[bytes, bytes]], escape: Callable[[bytes], bytes]) ->
     return b"&".join(escape(name) + b"=" + escape(value) for name, value in pairs)
 
 
-def ask(port: int, target: bytes, headers: list[tuple[str, bytes]], stream: bool
-        ) -> tuple[int, Head | None, bytes]:
-    """One request on a fresh connection: its size, the answer's head, and its body unless
-    it is a stream (which is then left by closing the socket mid-stream)."""
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What one request got: the size of the request's head, the answer's head (None: closed
+    without one), the body unless it is a stream, and after an upgrade the first frame."""
+
+    sent: int
+    head: Head | None
+    body: bytes = b""
+    frame: tuple[int, bytes] | None = None
+
+    @property
+    def status(self) -> int | None:
+        return None if self.head is None else self.head.status
+
+
+def ask(port: int, target: bytes, headers: list[tuple[str, bytes]], stream: bool,
+        first_frame: bool = False) -> Answer:
+    """One request on a fresh connection; a stream is left by closing the socket
+    mid-stream, after its first frame if it is a WebSocket and ``first_frame``."""
     conn = RawConnection(port)
     try:
         sent = conn.request(target, headers)
         head = conn.head()
-        opened = head is not None and head.status in (101, 200) and stream
-        return sent, head, b"" if head is None or opened else conn.body(head)
+        if head is None:
+            return Answer(sent, head)
+        if head.status == 101 and first_frame:
+            return Answer(sent, head, frame=read_frame(conn))
+        if head.status in (101, 200) and stream:
+            return Answer(sent, head)
+        return Answer(sent, head, conn.body(head))
     finally:
         conn.close()
 
 
-def assert_answered(sent: int, head: Head | None, body: bytes) -> None:
+def assert_answered(answer: Answer, codes: set[str] = HTTP_ERROR_CODES) -> None:
+    """A success or a 4xx with the contract's JSON error of one of ``codes``; no traceback,
+    no path of the server."""
+    head, body = answer.head, answer.body
     if head is None:  # Tornado closes a request whose head is over the limit
-        assert sent > MAX_HEADER_BYTES, "closed without an answer"
+        assert answer.sent > MAX_HEADER_BYTES, "closed without an answer"
         return
     assert head.status in (101, 200) or 400 <= head.status < 500, head
     for leak in LEAKS:
@@ -191,7 +215,7 @@ def assert_answered(sent: int, head: Head | None, body: bytes) -> None:
         assert head.headers["content-type"] == "application/json"
         error = orjson.loads(body)
         assert error.keys() == {"type", "code", "message"} and error["type"] == "error"
-        assert error["code"] in HTTP_ERROR_CODES and isinstance(error["message"], str)
+        assert error["code"] in codes and isinstance(error["message"], str)
     elif body:
         orjson.loads(body)
 
@@ -214,9 +238,9 @@ def test_any_query_gets_a_success_or_a_json_error(live: Watched, path: str) -> N
         if path == "/sse" and last_event_id is not None:
             headers = [("Last-Event-ID", last_event_id)]
         target = path.encode() + b"?" + query(pairs, escape)
-        sent, head, body = ask(live.port, target, headers, path in STREAMS)
-        assert_answered(sent, head, body)
-        if head is not None and head.status == 101:
+        answer = ask(live.port, target, headers, path in STREAMS)
+        assert_answered(answer)
+        if answer.status == 101:
             assert headers, "an upgrade only to a handshake"
 
     request()
@@ -228,15 +252,17 @@ def test_any_query_gets_a_success_or_a_json_error(live: Watched, path: str) -> N
 
 class Conversation:
     """One WebSocket connection to talk over, answering the server's pings, reopened
-    whenever the server closes it."""
+    whenever the server closes it; ``seen`` is every symbol its batches and snapshots held."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, query: str = "symbols=AAPL") -> None:
         self.port = port
+        self.query = query
         self.turn = 0
+        self.seen: set[str] = set()
         self.ws = self._open()
 
     def _open(self) -> RawWebSocket:
-        ws = RawWebSocket(self.port, "/ws?symbols=AAPL")
+        ws = RawWebSocket(self.port, f"/ws?{self.query}")
         assert ws.status == 101
         return ws
 
@@ -265,7 +291,11 @@ class Conversation:
                 msg = orjson.loads(data)
                 if msg == {"type": "pong", "id": token, "ts": msg.get("ts")}:
                     return replies, None
-                if msg["type"] not in ("batch", "snapshot"):
+                if msg["type"] == "batch":
+                    self.seen.update(msg["ticks"]["sym"])
+                elif msg["type"] == "snapshot":
+                    self.seen.update(msg["quotes"]["sym"])
+                else:
                     replies.append(msg)
         raise AssertionError(f"no pong for {token} within 10 s")
 
@@ -278,9 +308,9 @@ class Conversation:
         self.ws.close()
 
 
-def allowed_answers(opcode: int, payload: bytes) -> set[str]:
+def allowed_answers(opcode: int, payload: bytes, permitted: frozenset[str]) -> set[str]:
     """What the contract lets the server answer a message with: ``none``, ``pong``, or an
-    error code."""
+    error code; subscribing to a symbol outside ``permitted`` (the token's) is forbidden."""
     if opcode == OP_BINARY:
         return {"bad_request"}
     try:
@@ -296,12 +326,19 @@ def allowed_answers(opcode: int, payload: bytes) -> set[str]:
         names = msg.get("symbols")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             return {"bad_request"}
-        return {"none"} if set(names) <= set(SYMBOLS) else {"unknown_symbol"}
+        if not set(names) <= set(SYMBOLS):
+            return {"unknown_symbol"}
+        return {"forbidden"} if op == "subscribe" and refused(names, permitted) else {"none"}
     return {"unknown_op"}
 
 
+def refused(names: list[str], permitted: frozenset[str]) -> list[str]:
+    """The names outside ``permitted``, in the feed's order, as a refusal names them."""
+    return [name for name in SYMBOLS if name in names and name not in permitted]
+
+
 def assert_contract_answer(opcode: int, payload: bytes, replies: list[dict[str, Any]],
-                           closed: int | None) -> None:
+                           closed: int | None, permitted: frozenset[str]) -> None:
     if len(payload) > MAX_CLIENT_MESSAGE_BYTES:
         assert closed == 1009, f"too big, yet {closed}"
         return
@@ -309,9 +346,12 @@ def assert_contract_answer(opcode: int, payload: bytes, replies: list[dict[str, 
     assert len(replies) <= 1, replies
     reply = replies[0] if replies else {"type": "none"}
     answer = reply["code"] if reply["type"] == "error" else reply["type"]
-    assert answer in allowed_answers(opcode, payload), (payload[:200], replies)
+    assert answer in allowed_answers(opcode, payload, permitted), (payload[:200], replies)
     if answer == "pong":
         assert reply["id"] == orjson.loads(payload).get("id")
+    elif answer == "forbidden":
+        names = refused(orjson.loads(payload)["symbols"], permitted)
+        assert reply["message"] == "symbol not allowed: " + ", ".join(map(repr, names))
     elif reply["type"] == "error":
         assert reply.keys() == {"type", "code", "message"} and reply["message"]
 
@@ -360,19 +400,26 @@ BINARY_MESSAGES = st.binary(max_size=300) | TEXT_MESSAGES | st.binary(min_size=4
 def test_any_message_gets_the_contract_answer(
     live: Watched, opcode: int, messages: st.SearchStrategy[bytes], examples: int,
 ) -> None:
-    talk = Conversation(live.port)
+    converse(live, Conversation(live.port), opcode, messages, examples, frozenset(SYMBOLS))
+
+
+def converse(watched: Watched, talk: Conversation, opcode: int,
+             messages: st.SearchStrategy[bytes], examples: int, permitted: frozenset[str]) -> None:
+    """Each message gets the contract's answer on ``talk``, which never gets a symbol
+    outside ``permitted``; the healthy client is unharmed."""
 
     @fuzz(examples)
     @given(message=messages)
     def exchange(message: bytes) -> None:
         replies, closed = talk.exchange(opcode, message)
-        assert_contract_answer(opcode, message, replies, closed)
+        assert_contract_answer(opcode, message, replies, closed, permitted)
 
     try:
         exchange()
     finally:
         talk.close()
-    live.assert_unharmed()
+    assert talk.seen <= permitted, talk.seen - permitted
+    watched.assert_unharmed()
 
 
 FRAMES = st.builds(
