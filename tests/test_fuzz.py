@@ -13,7 +13,8 @@ The same again against a server with auth on, where a ``token`` parameter and an
 (no valid token) or 403 (a symbol the token does not allow) with the contract's JSON and
 challenge, on /ws the upgrade and then close 1008, unless the query itself is bad (the
 server without auth says so), which comes first; neither the secret nor a token is ever
-told or logged. Its healthy client holds a token.
+told or logged. Its healthy client holds a token, and a limited token's subscriptions stay
+within it.
 """
 
 from __future__ import annotations
@@ -852,3 +853,19 @@ def test_any_query_and_credentials_get_what_the_token_allows(
     live_auth.assert_unharmed()
     assert_no_credentials_logged(live_auth.logs, sent)
 
+
+#: Subscribing and unsubscribing, more often than the other messages draw them.
+SUBSCRIPTIONS = st.builds(
+    lambda op, names: json.dumps({"op": op, "symbols": names}).encode(),
+    st.sampled_from(["subscribe", "unsubscribe"]),
+    st.lists(st.sampled_from(SYMBOLS), max_size=8) | SYMBOL_LISTS,
+)
+
+
+def test_any_message_on_a_token_for_some_symbols_gets_the_contract_answer(
+    live_auth: Watched,
+) -> None:
+    """Subscribing to a symbol the token does not allow is forbidden, and the connection
+    goes on with what it had."""
+    talk = Conversation(live_auth.port, f"symbols=AAPL&token={LIMITED_TOKEN}")
+    converse(live_auth, talk, OP_TEXT, SUBSCRIPTIONS | TEXT_MESSAGES, 400, LIMITED)
