@@ -118,6 +118,17 @@ def scope(grant: Grant, table: SymbolTable, indices: IndexArray | None) -> Index
     return indices
 
 
+def query_token(values: Sequence[bytes]) -> str | None:
+    """The token of a request's ``token=`` query parameters as sent: the last one, as with
+    every parameter, outer whitespace stripped. Taken from the raw values, not from Tornado's
+    ``get_argument``, which refuses one that is not UTF-8 with a 400 and logs its first 40
+    bytes; such a value is no JWT (RFC 7515 §7.1: base64url text), so it is kept with
+    replacement characters, for :func:`verify` to refuse as ``invalid``."""
+    if not values:
+        return None
+    return values[-1].decode("utf-8", "replace").strip()
+
+
 def bearer(authorization: str | None, query_token: str | None) -> str | None:
     """The token of a request: an ``Authorization: Bearer`` header wins over a ``token=``
     query parameter (which ``EventSource`` and browser WebSockets need: they cannot send

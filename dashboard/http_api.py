@@ -70,7 +70,8 @@ class BaseHandler(tornado.web.RequestHandler):
         Raises :class:`Unauthorized` or :class:`SymbolNotAllowed`, counted."""
         secret = self.state.config.auth_token_secret
         if secret is not None:
-            token = auth.bearer(self.request.headers.get("Authorization"), self.query("token"))
+            query_token = auth.query_token(self.request.query_arguments.get("token", []))
+            token = auth.bearer(self.request.headers.get("Authorization"), query_token)
             try:
                 self.grant = auth.verify(secret, token, time.time())
             except Unauthorized as e:

@@ -41,6 +41,17 @@ def handshake_headers() -> list[tuple[str, bytes]]:
     ]
 
 
+def read_frame(conn: RawConnection) -> tuple[int, bytes]:
+    """The next frame's opcode and payload, on any connection that was upgraded."""
+    b0, b1 = conn.read(2)
+    n = b1 & 0x7F
+    if n == 126:
+        (n,) = struct.unpack("!H", conn.read(2))
+    elif n == 127:
+        (n,) = struct.unpack("!Q", conn.read(8))
+    return b0 & 0x0F, conn.read(n)
+
+
 class RawWebSocket(RawConnection):
     def __init__(self, port: int, path: str = "/ws", rcvbuf: int | None = None) -> None:
         super().__init__(port, rcvbuf)
@@ -51,14 +62,7 @@ class RawWebSocket(RawConnection):
         self.status = head.status
 
     def frame(self) -> tuple[int, bytes]:
-        """The next frame's opcode and payload."""
-        b0, b1 = self.read(2)
-        n = b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", self.read(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", self.read(8))
-        return b0 & 0x0F, self.read(n)
+        return read_frame(self)
 
     def send(self, opcode: int, payload: bytes) -> None:
         """One final frame, masked as a client's must be (RFC 6455 §5.3)."""

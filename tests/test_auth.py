@@ -151,6 +151,24 @@ def test_the_bearer_header_wins_over_the_query(authorization, query, found):
     assert auth.bearer(authorization, query) == found
 
 
+@pytest.mark.parametrize("values, found", [
+    ([], None),
+    ([b""], ""),  # missing, as verify says
+    ([b"first", b" last\t"], "last"),  # the last one, stripped, as with every parameter
+])
+def test_the_query_token_is_the_last_one_stripped(values, found):
+    assert auth.query_token(values) == found
+
+
+def test_a_query_token_that_is_not_utf8_is_invalid_not_a_bad_request():
+    """Tornado's own reading refused it with a 400 and logged its first 40 bytes."""
+    token = auth.mint(SECRET, 60, now=NOW)
+    for raw in (token.encode() + b"\xff", b"\x80", b"\xc3"):
+        found = auth.query_token([raw])
+        assert found is not None
+        refused_as("invalid", found)
+
+
 def test_challenges_follow_rfc_6750():
     assert auth.challenge(Unauthorized("missing")) == "Bearer"
     assert auth.challenge(Unauthorized("expired")) == (

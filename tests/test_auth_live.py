@@ -201,6 +201,21 @@ async def test_http_without_a_valid_token_is_401_with_a_bearer_challenge(start_s
 
 
 @pytest.mark.gen_test(timeout=20)
+async def test_a_query_token_that_is_not_utf8_is_invalid_and_never_logged(start_server, caplog):
+    """Tornado's reading of it made a 400 even beside a good bearer header, and logged the
+    token's first 40 bytes."""
+    server = await start(start_server)
+    tok = token()
+    caplog.set_level(logging.DEBUG)
+    response = await fetch(server, f"/api/symbols?token={tok}%FF")
+    assert_refusal(response, 401, "unauthorized",
+                   'Bearer error="invalid_token", error_description="invalid token"')
+    beside = await fetch(server, "/api/symbols?token=%80", Authorization=f"Bearer {tok}")
+    assert beside.code == 200
+    assert tok[:20] not in caplog.text and "Invalid unicode" not in caplog.text
+
+
+@pytest.mark.gen_test(timeout=20)
 @pytest.mark.parametrize("path", ["/sse?symbols=MSFT", "/stream?symbols=AAPL,MSFT",
                                   "/api/snapshot?symbols=MSFT", "/api/bars?symbol=MSFT"])
 async def test_http_asking_for_a_symbol_the_token_does_not_allow_is_403(start_server, path):
