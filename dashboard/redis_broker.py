@@ -32,6 +32,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AuthenticationError,
     AuthorizationError,
+    LockError,
     NoPermissionError,
     RedisError,
 )
@@ -78,17 +79,6 @@ PUBLISH_CHUNK = 500
 FAULTS = (RedisError, OSError, asyncio.TimeoutError)
 #: What no retry mends: a wrong password or missing rights. The process stops with an error.
 REFUSALS = (AuthenticationError, AuthorizationError, NoPermissionError)
-
-_HOLD_LOCK = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
-"""
-_RELEASE_LOCK = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
 
 T = TypeVar("T")
 
@@ -177,8 +167,9 @@ class Publisher:
         self._published: Seq = -1
         self._saved: Seq | None = None
         self._wake = asyncio.Event()
-        self._hold = client.register_script(_HOLD_LOCK)
-        self._release = client.register_script(_RELEASE_LOCK)
+        # redis-py's lock: SET NX PX with our run as the token, renewed and released by
+        # scripts that check the token. Not thread-local: one event loop, many tasks.
+        self._lock = client.lock(LOCK_KEY, timeout=LOCK_TTL_MS / 1000, thread_local=False)
 
     def notify(self) -> None:
         self._wake.set()
@@ -236,16 +227,16 @@ class Publisher:
     async def release(self) -> None:
         """Give the lock up at shutdown, so a restarted feed need not wait for it to expire
         (when Redis is out of reach, it expires by itself)."""
-        with contextlib.suppress(*FAULTS):
+        with contextlib.suppress(*FAULTS):  # LockError (not ours any more) is a RedisError
             async with asyncio.timeout(1.0):
-                await self._release(keys=[LOCK_KEY], args=[self.info.run])
+                await self._lock.release()
 
     async def _hold_lock(self) -> None:
         """Take or renew the lock. Another run's lock may be that of a feed killed without
         releasing it: wait for it to expire. One still held after that is a live feed's."""
         give_up = time.monotonic() + LOCK_TTL_MS / 1000 + 2 * LOCK_RENEW_S
         waiting = False
-        while not await self._hold(keys=[LOCK_KEY], args=[self.info.run, LOCK_TTL_MS]):
+        while not await self._take_lock():
             if time.monotonic() > give_up:
                 raise FeedLockError(
                     f"another feed process is publishing to redis {self.health.url}: stop it, "
@@ -256,6 +247,14 @@ class Publisher:
                             "expire", LOCK_KEY, give_up - time.monotonic())
                 waiting = True
             await asyncio.sleep(LOCK_RENEW_S / 4)
+
+    async def _take_lock(self) -> bool:
+        """Renew the lock while it is still ours; otherwise try to take it (after Redis came
+        back empty, or a dead feed's lock expired)."""
+        with contextlib.suppress(LockError):
+            await self._lock.reacquire()
+            return True
+        return bool(await self._lock.acquire(blocking=False, token=self.info.run))
 
     async def _sync(self) -> None:
         """After (re)connecting: describe the feed, and find where the stream stops so the
