@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from tornado.ioloop import IOLoop
 
 from dashboard.config import Config
 from dashboard.server import Server
+from tests.fake_exchanges import FakeBinance, FakeCoinbase
 
 #: Fast batches so hundreds of them pass in a second or two.
 TEST_CONFIG = Config(
@@ -36,6 +37,25 @@ def start_server(io_loop: IOLoop) -> Iterator[StartServer]:
     yield start
     for server in started:
         io_loop.run_sync(server.stop, timeout=10)
+
+
+F = TypeVar("F", FakeBinance, FakeCoinbase)
+
+
+@pytest.fixture
+def started(io_loop: IOLoop) -> Iterator[Callable[[F], Awaitable[F]]]:
+    """``fake = await started(FakeBinance(...))``: a fake exchange started now and stopped
+    after the test, whether it passed or not."""
+    fakes: list[FakeBinance | FakeCoinbase] = []
+
+    async def start(fake: F) -> F:
+        await fake.start()
+        fakes.append(fake)
+        return fake
+
+    yield start
+    for fake in fakes:
+        io_loop.run_sync(fake.stop, timeout=5)
 
 
 def require(available: bool, what: str) -> None:

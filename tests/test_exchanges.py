@@ -69,9 +69,11 @@ def binance_frames():
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_binance_snapshot_shows_exactly_the_replayed_prices(start_server, binance_frames):
-    fake = FakeBinance(frames=binance_frames, frame_interval_s=0.002, ping_interval_s=0.1)
-    await fake.start()
+async def test_binance_snapshot_shows_exactly_the_replayed_prices(
+    start_server, started, binance_frames
+):
+    fake = await started(FakeBinance(frames=binance_frames, frame_interval_s=0.002,
+                                     ping_interval_s=0.1))
     server = await start_server(feed="binance", symbols=("BTCUSDT", "ETHUSDT"),
                                 feed_url=fake.url, feed_options=FAST)
     expected = expected_binance_last()
@@ -82,15 +84,13 @@ async def test_binance_snapshot_shows_exactly_the_replayed_prices(start_server, 
     await until(lambda: fake.pongs)  # the server's pings were answered
     assert server.feed.health.state is FeedState.LIVE
     assert server.feed.health.parse_errors == 0
-    await fake.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_binance_reconnects_and_resubscribes_after_a_drop_and_server_shutdown(
-    start_server, binance_frames
+    start_server, started, binance_frames
 ):
-    fake = FakeBinance(frames=binance_frames, frame_interval_s=0.01)
-    await fake.start()
+    fake = await started(FakeBinance(frames=binance_frames, frame_interval_s=0.01))
     server = await start_server(feed="binance", symbols=("BTCUSDT", "ETHUSDT"),
                                 feed_url=fake.url, feed_options=FAST)
     await fake.wait_connections(1)
@@ -105,13 +105,13 @@ async def test_binance_reconnects_and_resubscribes_after_a_drop_and_server_shutd
     text = (await tornado.httpclient.AsyncHTTPClient().fetch(
         http_url(server, "/metrics"))).body.decode()
     assert 'dashboard_feed_reconnects_total{feed="binance"}' in text
-    await fake.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_malformed_frame_is_counted_and_skipped(start_server, binance_frames):
-    fake = FakeBinance(frames=binance_frames, frame_interval_s=0.01)
-    await fake.start()
+async def test_a_malformed_frame_is_counted_and_skipped(
+    start_server, started, binance_frames
+):
+    fake = await started(FakeBinance(frames=binance_frames, frame_interval_s=0.01))
     server = await start_server(feed="binance", symbols=("BTCUSDT", "ETHUSDT"),
                                 feed_url=fake.url, feed_options=FAST)
     await until(lambda: server.feed.health.messages > 0)
@@ -122,13 +122,11 @@ async def test_a_malformed_frame_is_counted_and_skipped(start_server, binance_fr
     snap = await replayed_everything(server, expected_binance_last())
     assert all(matches(snap[s], v) for s, v in expected_binance_last().items()), snap
     assert fake.connections == 1
-    await fake.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_silent_exchange_is_marked_stale_then_reconnected(start_server):
-    fake = FakeBinance(frames=[])
-    await fake.start()
+async def test_a_silent_exchange_is_marked_stale_then_reconnected(start_server, started):
+    fake = await started(FakeBinance(frames=[]))
     server = await start_server(
         feed="binance", symbols=("BTCUSDT",), feed_url=fake.url,
         feed_options=(*FAST, ("stale_s", "0.2"), ("watchdog_s", "0.6")),
@@ -144,7 +142,6 @@ async def test_a_silent_exchange_is_marked_stale_then_reconnected(start_server):
     health = orjson.loads((await tornado.httpclient.AsyncHTTPClient().fetch(
         http_url(server, "/healthz"))).body)
     assert health["feeds"][0]["name"] == "binance"
-    await fake.stop()
 
 
 def test_binance_splits_symbols_so_no_connection_has_more_than_1024_streams():
@@ -160,9 +157,9 @@ def test_binance_splits_symbols_so_no_connection_has_more_than_1024_streams():
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_coinbase_subscribes_streams_matches_and_counts_the_gap(start_server):
-    fake = FakeCoinbase(frames=load_frames("coinbase_frames.jsonl"), frame_interval_s=0.002)
-    await fake.start()
+async def test_coinbase_subscribes_streams_matches_and_counts_the_gap(start_server, started):
+    fake = await started(FakeCoinbase(frames=load_frames("coinbase_frames.jsonl"),
+                                      frame_interval_s=0.002))
     server = await start_server(feed="coinbase", symbols=("BTC-USD", "ETH-USD"),
                                 feed_url=fake.url, feed_options=FAST)
     expected = expected_coinbase_last()
@@ -174,13 +171,12 @@ async def test_coinbase_subscribes_streams_matches_and_counts_the_gap(start_serv
     assert set(subscribe["channels"]) == {"matches", "ticker", "heartbeat"}
     assert server.feed.health.gaps == COINBASE_GAP_TRADES
     assert server.feed.health.parse_errors == 0
-    await fake.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_coinbase_resubscribes_after_a_drop(start_server):
-    fake = FakeCoinbase(frames=load_frames("coinbase_frames.jsonl"), frame_interval_s=0.01)
-    await fake.start()
+async def test_coinbase_resubscribes_after_a_drop(start_server, started):
+    fake = await started(FakeCoinbase(frames=load_frames("coinbase_frames.jsonl"),
+                                      frame_interval_s=0.01))
     server = await start_server(feed="coinbase", symbols=("BTC-USD", "ETH-USD"),
                                 feed_url=fake.url, feed_options=FAST)
     await until(lambda: server.feed.health.messages > 2)
@@ -189,16 +185,15 @@ async def test_coinbase_resubscribes_after_a_drop(start_server):
     await until(lambda: len(fake.requests) == 2)
     assert fake.requests[1] == fake.requests[0]
     assert server.feed.health.reconnects == 1
-    await fake.stop()
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_connection_is_renewed_when_its_lifetime_is_reached(start_server, binance_frames):
+async def test_a_connection_is_renewed_when_its_lifetime_is_reached(
+    start_server, started, binance_frames
+):
     # Binance ends a connection after 24 h; the adapter renews it first (23.5 h by default).
-    fake = FakeBinance(frames=binance_frames, frame_interval_s=0.05)
-    await fake.start()
+    fake = await started(FakeBinance(frames=binance_frames, frame_interval_s=0.05))
     await start_server(feed="binance", symbols=("BTCUSDT", "ETHUSDT"), feed_url=fake.url,
                        feed_options=(*FAST, ("max_connection_s", "0.3")))
     await fake.wait_connections(3)
     assert fake.requests[0] == fake.requests[1] == fake.requests[2]
-    await fake.stop()

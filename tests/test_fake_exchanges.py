@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import tornado.httpclient
-from tornado.ioloop import IOLoop
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from tests.fake_exchanges import (
@@ -22,23 +20,7 @@ from tests.fake_exchanges import (
     load_frames,
 )
 
-F = TypeVar("F", FakeBinance, FakeCoinbase)
 MARK = '{"mark":"end"}'
-
-
-@pytest.fixture
-def started(io_loop: IOLoop) -> Iterator[Callable[[Any], Awaitable[Any]]]:
-    """``fake = await started(FakeBinance(...))``: started now, stopped after the test."""
-    fakes: list[FakeBinance | FakeCoinbase] = []
-
-    async def start(fake: F) -> F:
-        await fake.start()
-        fakes.append(fake)
-        return fake
-
-    yield start
-    for fake in fakes:
-        io_loop.run_sync(fake.stop, timeout=5)
 
 
 async def connect(url: str) -> WebSocketClientConnection:
