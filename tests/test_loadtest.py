@@ -88,3 +88,69 @@ async def test_an_upgrade_after_the_timeout_closes_the_client_without_an_error(c
     await asyncio.wait_for(closed.wait(), 5)
     server.close()
     assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
+async def one_shot_server(frames: list[bytes]) -> tuple[asyncio.Server, int, asyncio.Queue]:
+    """A fake WebSocket server: upgrades, writes each of ``frames`` (bytes, in separate
+    writes 50 ms apart), and puts what the client sends back on the queue."""
+    received: asyncio.Queue = asyncio.Queue()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        for data in frames:
+            writer.write(data)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        while data := await reader.read(1024):
+            received.put_nowait(data)
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], received
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_reading_client_gets_each_message_whole_stamped_when_its_last_byte_came():
+    import time
+
+    from dashboard.loadclient import count_frames
+
+    long = b"x" * 300  # a 16-bit length
+    frame1 = b"\x81\x05hello"
+    frame2 = b"\x82\x7e" + len(long).to_bytes(2, "big") + long
+    server, port, received = await one_shot_server(
+        [frame1[:4], frame1[4:] + b"\x89\x02hi" + frame2[:100], frame2[100:]])
+    got: list[tuple[bytes, float]] = []
+    sizes: list[int] = []
+    started = time.time()
+    counter = await count_frames("127.0.0.1", port, "/ws", sizes.append,
+                                 lambda payload, at: got.append((payload, at)) is None)
+    for _ in range(100):
+        if len(got) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert [p for p, _ in got] == [b"hello", long]
+    assert sizes == [len(frame1), len(frame2)]
+    # each stamped on the write that completed it, 50 ms after the one before
+    assert started + 0.04 < got[0][1] < got[1][1] - 0.04
+    pong = await asyncio.wait_for(received.get(), 2)
+    assert pong[0] == 0x8A and pong[1] == 0x80 | 2  # a masked pong with the ping's 2 bytes
+    counter.close()
+    server.close()
+
+
+@pytest.mark.gen_test(timeout=10)
+async def test_a_sampled_client_that_cannot_read_a_message_stops_and_says_so():
+    import time
+
+    from dashboard.loadtest.clients import Meter, Outcomes, Sample, Target, websocket_client
+
+    server, port, _ = await one_shot_server([b"\x81\x03{}]"])
+    meter, outcomes = Meter(), Outcomes()
+    await asyncio.wait_for(websocket_client(
+        Target("127.0.0.1", port), "", "json", Sample(meter), meter, outcomes,
+        stop_at=time.time() + 5), 5)
+    assert outcomes.connected == 1
+    assert outcomes.closed == {"undecodable": 1}
+    server.close()

@@ -98,6 +98,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proc = ctx.Process(target=worker_main, args=(plan, report), daemon=True)
         proc.start()
         procs.append(proc)
+    sampled = sum(len(range(0, n, sample_every)) for n in split(args.clients, args.processes))
+    scale = args.clients / sampled if sampled else 0.0  # ticks are counted on the sample
+    so_far = Interval()
     reports: list[tuple[float, Interval]] = []
     seconds: dict[int, Interval] = {}
     connected: dict[int, int] = {}
@@ -115,12 +118,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         second = int(t)
         reports.append((t, Interval.from_json(interval)))
         seconds.setdefault(second, Interval()).add(reports[-1][1])
+        so_far.add(reports[-1][1])
         connected[index] = conn
         if not args.quiet and second - 1 in seconds:
             shown = seconds[second - 1]
-            p99 = percentile(shown.latency, 0.99)
+            p99 = percentile(so_far.latency, 0.99)
             print(f"\r{sum(connected.values()):>6} connected  {shown.frames:>8} frames/s  "
-                  f"p99 {'-' if p99 is None else f'{p99:.0f} ms':>8}", end="", flush=True)
+                  f"{shown.ticks * scale:>10.0f} ticks/s  "
+                  f"p99 so far {'-' if p99 is None else f'{p99:.0f} ms':>8}", end="", flush=True)
     for proc in procs:
         proc.join(5)
     if not args.quiet:

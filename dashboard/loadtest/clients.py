@@ -94,16 +94,32 @@ def query(symbols: str | None, max_hz: float | None, extra: dict[str, str]) -> s
     return urlencode(q)
 
 
-async def counting_client(target: Target, q: str, meter: Meter, outcomes: Outcomes,
-                          stop_at: float) -> None:
-    """A WebSocket client that only counts frames and bytes (see FrameCounter)."""
+async def websocket_client(
+    target: Target, q: str, encoding: str, sample: Sample | None, meter: Meter,
+    outcomes: Outcomes, stop_at: float,
+) -> None:
+    """A WebSocket client on a :class:`FrameCounter`: it counts frames and bytes, and a
+    sampled one also decodes every message, stamped with the time it arrived."""
     def on_frame(size: int) -> None:
         m = meter.now
         m.frames += 1
         m.bytes += size
 
+    undecodable = False
+
+    def on_message(payload: bytes, arrived_s: float) -> bool:
+        nonlocal undecodable
+        assert sample is not None
+        try:
+            sample.message(decode(payload, encoding), arrived_s * 1000)
+        except (ValueError, LookupError, TypeError, brotli.error, zlib.error):
+            undecodable = True  # not JSON (orjson raises a ValueError), or not the contract's
+            return False
+        return True
+
     try:
-        counter = await count_frames(target.host, target.port, f"/ws?{q}", on_frame)
+        counter = await count_frames(target.host, target.port, f"/ws?{q}", on_frame,
+                                     None if sample is None else on_message)
     except (TimeoutError, OSError, HandshakeError):
         outcomes.failed += 1
         return
@@ -111,43 +127,11 @@ async def counting_client(target: Target, q: str, meter: Meter, outcomes: Outcom
     try:
         code = await asyncio.wait_for(asyncio.shield(counter.closed),
                                       max(0.0, stop_at - time.time()))
-        outcomes.closed[str(code)] += 1
+        outcomes.closed["undecodable" if undecodable else str(code)] += 1
     except TimeoutError:
         pass
     finally:
         counter.close()
-
-
-async def websocket_client(
-    target: Target, q: str, encoding: str, sample: Sample | None, meter: Meter,
-    outcomes: Outcomes, stop_at: float,
-) -> None:
-    if sample is None:
-        await counting_client(target, q, meter, outcomes, stop_at)
-        return
-    try:
-        ws = await WebSocket.connect(target.host, target.port, f"/ws?{q}")
-    except (TimeoutError, OSError, HandshakeError):
-        outcomes.failed += 1
-        return
-    outcomes.connected += 1
-    remaining = stop_at - time.time()
-    try:
-        async with asyncio.timeout(max(0.0, remaining)):
-            while True:
-                opcode, payload = await ws.frame()
-                if opcode == OP_CLOSE:
-                    outcomes.closed[str(ws.close_code)] += 1
-                    return
-                m = meter.now
-                m.frames += 1
-                m.bytes += len(payload) + (2 if len(payload) < 126 else 4)
-                if sample is not None:
-                    sample.message(decode(payload, encoding), time.time() * 1000)
-    except TimeoutError:
-        pass
-    finally:
-        ws.close()
         if sample is not None and sample.last is not None:
             outcomes.last_seqs.append(sample.last)
 
