@@ -42,7 +42,7 @@ from dashboard.stream_codec import FeedInfo
 from dashboard.stream_handler import NDJSONHandler, SSEHandler
 from dashboard.symbols import SymbolTable
 from dashboard.ws_handler import WebSocketHandler
-from feeds.base import Feed, FeedHealth, FeedState
+from feeds.base import Feed, FeedHealth, FeedState, Ticks
 from feeds.record import RecordWriter
 
 if TYPE_CHECKING:  # the redis package is an extra, imported only with a Redis broker
@@ -252,10 +252,7 @@ class Server:
         assert self.feed is not None
         try:
             async for ticks in self.feed:
-                state.batcher.add(ticks)
-                state.metrics.ticks_in.inc(len(ticks))
-                if self._recorder is not None:
-                    self._recorder.write(ticks, now_ms())
+                self._take(state, ticks)
         except Exception:
             log.exception("feed %s failed; no more ticks will arrive", self.feed.name)
             return
@@ -265,6 +262,12 @@ class Server:
             log.info("feed %s ended", self.feed.name)
         else:
             log.error("feed %s ended; no more ticks will arrive", self.feed.name)
+
+    def _take(self, state: ServerState, ticks: Ticks) -> None:
+        state.batcher.add(ticks)
+        state.metrics.ticks_in.inc(len(ticks))
+        if self._recorder is not None:
+            self._recorder.write(ticks, now_ms())
 
     async def _batch_clock(self, state: ServerState) -> None:
         """Close a batch every ``batch_ms``, on a fixed grid so intervals do not drift."""
@@ -277,6 +280,8 @@ class Server:
             if loop.time() - deadline > interval:  # fell behind: skip, do not burst
                 deadline = loop.time()
             try:
+                if self.feed is not None and (due := self.feed.due()) is not None:
+                    self._take(state, due)
                 batch = state.batcher.close(now_ms())
                 if batch is not None:
                     state.metrics.batches.inc()

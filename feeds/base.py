@@ -186,5 +186,13 @@ class Feed(abc.ABC):
     def ticks(self) -> AsyncIterator[Ticks]:
         """Yield tick columns as they arrive until :meth:`stop` is called."""
 
+    def due(self) -> Ticks | None:
+        """Ticks whose time has come that :meth:`ticks` has not yielded yet, taken right
+        before each batch closes. A feed that releases ticks on its own clock (the
+        simulator steps every few milliseconds) returns them here, so they go out in the
+        batch their time belongs to, not one interval later; a feed that yields ticks as
+        they arrive has none."""
+        return None
+
     def __aiter__(self) -> AsyncIterator[Ticks]:
         return self.ticks()

@@ -16,7 +16,6 @@ consumed from the stream in row order: ``generate(a)`` then ``generate(b)`` draw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -88,8 +87,16 @@ class SimulatorFeed(Feed):
         #: Scheduled offset (s) of the latest generated tick over all symbols.
         self._t = 0.0
 
-        self._stopped = asyncio.Event()
+        self._stopped = False
         self._iterated = False
+        #: The live schedule (see :meth:`ticks`): the block being released, each row's
+        #: offset, how far it is released, and the origin (None until iteration starts).
+        self._offsets: FloatArray = np.empty(0, np.float64)
+        self._pending = Ticks.empty()
+        self._cursor = 0
+        self._t0: float | None = None
+        self._start_ms = 0.0
+        self._wake: asyncio.Future[None] | None = None
 
     @classmethod
     def create(cls, spec: FeedSpec) -> SimulatorFeed:
@@ -215,7 +222,33 @@ class SimulatorFeed(Feed):
         return out
 
     async def stop(self) -> None:
-        self._stopped.set()
+        self._stopped = True
+        self._wake_up()
+
+    def due(self) -> Ticks | None:
+        """The scheduled ticks whose time has come and that :meth:`ticks` has not yielded
+        yet (at most ``4 * block`` rows: a long stall is caught up over several calls)."""
+        if self._t0 is None:
+            return None
+        now = time.monotonic() - self._t0
+        most = 4 * self._block
+        parts: list[Ticks] = []
+        count = 0
+        while count < most:
+            end = min(int(np.searchsorted(self._offsets, now, side="right")),
+                      self._cursor + most - count)
+            if end > self._cursor:
+                parts.append(self._pending.take(slice(self._cursor, end)))
+                count += end - self._cursor
+                self._cursor = end
+            if self._cursor < len(self._offsets):
+                break
+            self._offsets, self._pending = self.generate(self._block, self._start_ms)
+            self._cursor = 0
+        if not parts:
+            return None
+        self.health.message()
+        return Ticks.concat(parts)
 
     async def ticks(self) -> AsyncIterator[Ticks]:
         """Release scheduled ticks as their time comes, in non-empty chunks, until stop().
@@ -227,36 +260,28 @@ class SimulatorFeed(Feed):
         if self._iterated:
             raise FeedError("a SimulatorFeed can be iterated only once")
         self._iterated = True
-        # At most this many rows per yield, so a long stall (suspended laptop) is caught up
-        # over several chunks rather than one huge allocation.
-        most = 4 * self._block
-        t0 = time.monotonic()
-        start_ms = time.time() * 1000.0
-        offsets, block = self.generate(self._block, start_ms)
-        cursor = 0
-        while not self._stopped.is_set():
-            now = time.monotonic() - t0
-            parts: list[Ticks] = []
-            count = 0
-            while count < most:
-                end = min(int(np.searchsorted(offsets, now, side="right")), cursor + most - count)
-                if end > cursor:
-                    parts.append(block.take(slice(cursor, end)))
-                    count += end - cursor
-                    cursor = end
-                if cursor < len(offsets):
+        loop = asyncio.get_running_loop()
+        self._t0 = time.monotonic()
+        self._start_ms = time.time() * 1000.0
+        self._offsets, self._pending = self.generate(self._block, self._start_ms)
+        while not self._stopped:
+            ticks = self.due()
+            if ticks is not None:
+                yield ticks
+                if self._stopped:
                     break
-                offsets, block = self.generate(self._block, start_ms)
-                cursor = 0
-            if parts:
-                self.health.message()
-                yield Ticks.concat(parts)
-                if self._stopped.is_set():
-                    break
-            due = float(offsets[cursor]) - (time.monotonic() - t0)
-            wait = max(self._step_s, min(due, MAX_WAIT_S))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), wait)
+            due = float(self._offsets[self._cursor]) - (time.monotonic() - self._t0)
+            # A bare future and timer, not wait_for(): this runs every few milliseconds.
+            self._wake = loop.create_future()
+            timer = loop.call_later(max(self._step_s, min(due, MAX_WAIT_S)), self._wake_up)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
 
 
 def _to_grid(k: FloatArray, tick: FloatArray, decimals: npt.NDArray[np.int64]) -> FloatArray:
