@@ -14,6 +14,14 @@ import orjson
 BROTLI_QUALITY = 5
 BROTLI_LGWIN = 18
 DEFLATE_LEVEL = 6
+#: Quality 10 is where brotli models the text: a simulator batch of 100 ticks comes out 18%
+#: smaller than at quality 5 (11.3 against 13.8 bytes a tick) but takes 1.9 ms instead of
+#: 0.17 (measured), and a small one gains little for a fixed half millisecond (a 20-symbol
+#: subset 12%, a 5-symbol one nothing). So only payloads of at least BEST_MIN_BYTES of
+#: JSON get it, and at most BEST_BYTES_PER_BATCH of them per batch (about 5 ms here).
+BROTLI_BEST_QUALITY = 10
+BEST_MIN_BYTES = 2048
+BEST_BYTES_PER_BATCH = 12 * 1024
 
 
 class Encoding(enum.Enum):
@@ -29,9 +37,29 @@ def dumps(message: Any) -> bytes:
     return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def brotli_compress(data: bytes) -> bytes:
+def brotli_compress(data: bytes, quality: int = BROTLI_QUALITY) -> bytes:
     """One complete brotli stream."""
-    return bytes(brotli.compress(data, quality=BROTLI_QUALITY, lgwin=BROTLI_LGWIN))
+    return bytes(brotli.compress(data, quality=quality, lgwin=BROTLI_LGWIN))
+
+
+class BrotliBudget:
+    """Which brotli quality a batch's payloads get: the best while this batch's budget of
+    it lasts, for payloads big enough to gain from it; the default otherwise."""
+
+    def __init__(self, per_batch: int = BEST_BYTES_PER_BATCH) -> None:
+        self.per_batch = per_batch
+        self._left = per_batch
+
+    def reset(self) -> None:
+        """A new batch."""
+        self._left = self.per_batch
+
+    def quality(self, size: int) -> int:
+        """The quality for ``size`` bytes of JSON (spending the budget if it is the best)."""
+        if BEST_MIN_BYTES <= size <= self._left:
+            self._left -= size
+            return BROTLI_BEST_QUALITY
+        return BROTLI_QUALITY
 
 
 def deflate_raw(data: bytes) -> bytes:

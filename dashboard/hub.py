@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dashboard.batcher import Batch, Batcher, Seq
+from dashboard.codecs import BrotliBudget
 from dashboard.conflation import Conflator
 from dashboard.messages import batch_message, snapshot_message
 from dashboard.metrics import Metrics
@@ -70,6 +71,8 @@ class Hub:
         self._member: dict[Subscriber, tuple[Selection, Form]] = {}
         self._snapshots: dict[tuple[frozenset[int] | None, bool], Payload] = {}
         self._catch_ups: dict[tuple[Seq, frozenset[int] | None], Payload] = {}
+        #: Each batch's share of the best brotli quality (see codecs.BrotliBudget).
+        self._brotli = BrotliBudget()
         #: Recent batch payloads by (seq, selection): live fan-out fills it, so clients
         #: resuming after a blip replay bytes that were already encoded.
         self._recent: OrderedDict[tuple[Seq, frozenset[int] | None], Payload] = OrderedDict()
@@ -265,12 +268,13 @@ class Hub:
     def publish(self, batch: Batch) -> None:
         self._snapshots.clear()
         self._catch_ups.clear()
+        self._brotli.reset()
         payloads: dict[Selection, Payload] = {}
         for (selection, form), group in list(self._groups.items()):
             payload = payloads.get(selection)
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection)
-            data = payload.form(form)
+            data = payload.form(form, self._brotli)
             written = frames = 0
             for sub in tuple(group):
                 n = sub.offer(payload, data)

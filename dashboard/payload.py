@@ -56,17 +56,20 @@ class Payload:
             self._json = codecs.dumps(self.message)
         return self._json
 
-    def form(self, form: Form) -> bytes:
+    def form(self, form: Form, budget: codecs.BrotliBudget | None = None) -> bytes:
+        """The bytes of ``form``, built on first use: a brotli one at the quality
+        ``budget`` grants (the default quality without one)."""
         data = self._forms.get(form)
         if data is None:
-            data = self._forms[form] = self._build(form)
+            data = self._forms[form] = self._build(form, budget)
         return data
 
-    def _build(self, form: Form) -> bytes:
+    def _build(self, form: Form, budget: codecs.BrotliBudget | None) -> bytes:
         if form is Form.WS_JSON:
             return wsframe.frame(self.json, wsframe.OP_TEXT)
         if form is Form.WS_BR:
-            return wsframe.frame(codecs.encode(self.json, Encoding.BR), wsframe.OP_BINARY)
+            quality = codecs.BROTLI_QUALITY if budget is None else budget.quality(len(self.json))
+            return wsframe.frame(codecs.brotli_compress(self.json, quality), wsframe.OP_BINARY)
         if form is Form.WS_DEFLATE:
             return wsframe.frame(codecs.encode(self.json, Encoding.DEFLATE), wsframe.OP_BINARY)
         if form is Form.SSE:

@@ -6,6 +6,7 @@ import brotli
 import numpy as np
 import orjson
 
+from dashboard import codecs
 from dashboard.batcher import Batcher
 from dashboard.hub import Hub
 from dashboard.metrics import Metrics
@@ -176,3 +177,16 @@ def test_a_single_server_resets_a_client_from_the_future_at_once():
     sub = Recorder()
     hub.join(sub, Form.NDJSON, None, since=batcher.seq + 1, now_ms=T0)
     assert messages(sub)[0]["reset"] is True
+
+
+def test_a_big_batch_is_compressed_at_the_best_quality_and_a_small_one_at_the_default():
+    hub, batcher = make_hub()
+    everything, spy = Recorder(), Recorder()
+    hub.join(everything, Form.WS_BR, None, None, T0)
+    hub.join(spy, Form.WS_BR, np.array([2], np.int32), None, T0)
+    rows = [(2 if i % 40 == 0 else i % 2, 100.0 + i / 100, i / 10, 1.0) for i in range(200)]
+    publish(hub, batcher, rows)
+    for sub, quality in ((everything, codecs.BROTLI_BEST_QUALITY), (spy, codecs.BROTLI_QUALITY)):
+        data = brotli.decompress(payload(sub.frames[-1]))
+        assert (len(data) >= codecs.BEST_MIN_BYTES) == (sub is everything)
+        assert payload(sub.frames[-1]) == codecs.brotli_compress(data, quality)

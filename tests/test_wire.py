@@ -115,3 +115,14 @@ def test_a_gzip_stream_decodes_event_by_event_and_is_valid_gzip():
         parts.append(chunk)
     parts.append(c.finish())
     assert gzip.decompress(b"".join(parts)) == b"".join(b"line %d\n" % i for i in range(5))
+
+
+def test_the_brotli_budget_grants_the_best_quality_to_big_payloads_until_it_is_spent():
+    budget = codecs.BrotliBudget(per_batch=10_000)
+    assert budget.quality(codecs.BEST_MIN_BYTES - 1) == codecs.BROTLI_QUALITY  # too small
+    assert budget.quality(6_000) == codecs.BROTLI_BEST_QUALITY
+    assert budget.quality(5_000) == codecs.BROTLI_QUALITY  # only 4,000 left
+    assert budget.quality(4_000) == codecs.BROTLI_BEST_QUALITY
+    assert budget.quality(codecs.BEST_MIN_BYTES) == codecs.BROTLI_QUALITY  # spent
+    budget.reset()
+    assert budget.quality(10_000) == codecs.BROTLI_BEST_QUALITY
