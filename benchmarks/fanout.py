@@ -1,8 +1,10 @@
 """The fan-out benchmark: delivered ticks per server CPU-second, latency, bytes and memory,
 for this server and two baselines at the same feed and client counts, in one run.
 
-Feed: 100 symbols, 2,000 ticks/s, 50 ms batches. The server runs on core 0 and the load
-generator (``market-dashboard-loadtest``) on core 1 (``taskset``). Baselines:
+Feed: 100 symbols, 2,000 ticks/s, 50 ms batches, the same ticks for every server: the
+simulator seeded with ``SEED`` (the Node baseline replays its schedule from a file). The
+server runs on core 0 and the load generator (``market-dashboard-loadtest``) on core 1
+(``taskset``). Baselines:
 
 - naive: a Tornado server sending each tick as its own JSON message to every client
   (``benchmarks/naive_server.py``);
@@ -28,17 +30,35 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from benchmarks.server import ServerProcess, loadtest
 from dashboard.loadclient import WebSocket
+from feeds.simulator import SimulatorFeed
 
 HERE = Path(__file__).resolve().parent
-FEED = ["--symbols", "100", "--tick-rate", "2000"]
+SYMBOLS, TICK_RATE, SEED = 100, 2000.0, 1
+FEED = ["--symbols", str(SYMBOLS), "--tick-rate", f"{TICK_RATE:g}"]
 OURS = [sys.executable, "-m", "dashboard", "--port", "0", "--log-level", "warning", *FEED,
-        "--batch-ms", "50", "--max-connections", "0", "--max-connections-per-ip", "0",
-        "--max-bytes-per-s", "0"]
-NAIVE = [sys.executable, "-m", "benchmarks.naive_server", "--port", "0", *FEED]
-NODE = ["node", str(HERE / "node_baseline" / "server.js"), "--port", "0", *FEED,
-        "--batch-ms", "50"]
+        "--seed", str(SEED), "--batch-ms", "50", "--max-connections", "0",
+        "--max-connections-per-ip", "0", "--max-bytes-per-s", "0"]
+NAIVE = [sys.executable, "-m", "benchmarks.naive_server", "--port", "0", *FEED]  # seeded alike
+
+
+def node_command(ticks_file: Path) -> list[str]:
+    return ["node", str(HERE / "node_baseline" / "server.js"), "--port", "0",
+            "--ticks", str(ticks_file), "--batch-ms", "50"]
+
+
+def write_schedule(path: Path, seconds: float) -> None:
+    """The seeded simulator's first ``seconds`` of ticks, with each one's scheduled offset,
+    for the Node baseline to replay: the ticks our server makes with ``--seed SEED``."""
+    feed = SimulatorFeed.from_symbols(SYMBOLS, TICK_RATE, seed=SEED)
+    offsets, ticks = feed.generate(int(seconds * TICK_RATE))
+    path.write_bytes(orjson.dumps({
+        "symbols": list(feed.symbols), "offset_ms": offsets * 1000.0, "sym": ticks.sym,
+        "price": ticks.price, "size": ticks.size, "bid": ticks.bid, "ask": ticks.ask,
+    }, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def node_available() -> bool:
@@ -50,11 +70,15 @@ def node_available() -> bool:
     return True
 
 
+def ramp_s(clients: int) -> float:
+    return max(1.0, clients / 1000)
+
+
 def run_one(
     server_cmd: list[str], clients: int, encoding: str, duration_s: float
 ) -> dict[str, Any]:
     server = ServerProcess(command=server_cmd, cpu=0)
-    ramp = max(1.0, clients / 1000)
+    ramp = ramp_s(clients)
     try:
         cpu0 = server.cpu_seconds()
         report = loadtest(
@@ -133,11 +157,15 @@ def main() -> None:
     p.add_argument("--idle", type=int, default=10_000, help="connections for the RSS figure")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
+    counts = [int(c) for c in a.clients.split(",")]
     servers = {"ours": OURS, "naive": NAIVE}
     if node_available():
-        servers["node"] = NODE
+        schedule = HERE / "node_baseline" / "ticks.json"
+        # a run: the ramp, the measured seconds, and starting and stopping around them
+        write_schedule(schedule, ramp_s(max(counts)) + a.duration_s + 60)
+        servers["node"] = node_command(schedule)
     rows = []
-    for clients in [int(c) for c in a.clients.split(",")]:
+    for clients in counts:
         for name, cmd in servers.items():
             for encoding in (("json",) if name == "naive" else ("json", "br")):
                 row = {"server": name, **run_one(cmd, clients, encoding, a.duration_s)}

@@ -1,21 +1,23 @@
-// The Node baseline of benchmarks/fanout.py: the same feed shape (symbols x ticks/s, prices
-// on a 0.01 grid, whole-share sizes), coalesced every 50 ms into one columnar message per
-// batch, JSON-encoded once (and brotli-compressed once, with Node's defaults, for clients
-// that ask for encoding=br), and the same bytes sent to every client with the ws library.
+// The Node baseline of benchmarks/fanout.py: the same feed as the Python server (the ticks
+// of its seeded simulator, written by fanout.py to --ticks FILE and released on their own
+// schedule, every 5 ms and right before each batch closes), coalesced every 50 ms into one
+// columnar message per batch, JSON-encoded once (and brotli-compressed once, with Node's
+// defaults, for clients that ask for encoding=br), and the same bytes sent to every client
+// with the ws library.
 //
-//   node server.js --port 0 --symbols 100 --tick-rate 2000 --batch-ms 50
+//   node server.js --port 0 --ticks ticks.json --batch-ms 50
 "use strict";
+const fs = require("fs");
 const http = require("http");
 const zlib = require("zlib");
 const { WebSocketServer } = require("ws");
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, v, i, a) =>
   (v.startsWith("--") ? [...acc, [v.slice(2), a[i + 1]]] : acc), []));
-const symbols = Number(args.symbols || 100);
-const tickRate = Number(args["tick-rate"] || 2000);
 const batchMs = Number(args["batch-ms"] || 50);
-const names = Array.from({ length: symbols }, (_, i) => `SYM${String(i).padStart(4, "0")}`);
-const price = names.map((_, i) => 20 + 5 * i);
+// {symbols, offset_ms, sym, price, size, bid, ask}: columns in schedule order
+const feed = JSON.parse(fs.readFileSync(args.ticks));
+const names = feed.symbols;
 
 const server = http.createServer((req, res) => {
   if (req.url.startsWith("/api/symbols")) {
@@ -31,24 +33,20 @@ wss.on("connection", (ws, req) => {
 
 let seq = 0;
 let pending = [];
-let last = performance.now();
-const t0 = Date.now() - performance.now();
-function gauss() { return Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random()); }
-setInterval(() => { // the feed: Poisson-ish arrivals at tickRate, random walk on the grid
-  const now = performance.now();
-  const n = Math.round((now - last) / 1000 * tickRate);
-  for (let k = 0; k < n; k++) {
-    const s = Math.floor(Math.random() * symbols);
-    price[s] = Math.max(0.01, Math.round((price[s] + 0.01 * Math.round(gauss())) * 100) / 100);
-    const spread = 0.01 * (1 + Math.floor(Math.random() * 3));
-    const bid = Math.round((price[s] - 0.01) * 100) / 100;
-    pending.push([s, price[s], Math.max(1, Math.round(Math.exp(4.6 + gauss()))), bid,
-                  Math.round((bid + spread) * 100) / 100,
-                  Math.round((t0 + last + (now - last) * (k + 1) / n) * 10) / 10]);
+let cursor = 0;
+const p0 = performance.now();
+const epoch0 = performance.timeOrigin + p0; // epoch ms with sub-millisecond digits
+function release() { // every row whose scheduled time has come, stamped like the simulator
+  const elapsed = performance.now() - p0;
+  while (cursor < feed.offset_ms.length && feed.offset_ms[cursor] <= elapsed) {
+    const k = cursor++;
+    pending.push([feed.sym[k], feed.price[k], feed.size[k], feed.bid[k], feed.ask[k],
+                  Math.round((epoch0 + feed.offset_ms[k]) * 10) / 10]);
   }
-  last = now;
-}, 5);
+}
+setInterval(release, 5);
 setInterval(() => { // the batcher: one message per 50 ms, encoded once
+  release();
   if (!pending.length) return;
   const rows = pending; pending = [];
   seq += 1;
