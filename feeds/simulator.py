@@ -227,8 +227,9 @@ class SimulatorFeed(Feed):
 
     def due(self) -> Ticks | None:
         """The scheduled ticks whose time has come and that :meth:`ticks` has not yielded
-        yet (at most ``4 * block`` rows: a long stall is caught up over several calls)."""
-        if self._t0 is None:
+        yet (at most ``4 * block`` rows: a long stall is caught up over several calls);
+        none before :meth:`ticks` starts the schedule or after :meth:`stop`."""
+        if self._t0 is None or self._stopped:
             return None
         now = time.monotonic() - self._t0
         most = 4 * self._block

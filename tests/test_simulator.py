@@ -88,6 +88,8 @@ def test_due_hands_over_what_came_due_between_steps_once_and_in_order() -> None:
                 chunks.append(ticks)
                 from_due += len(ticks)
         await f.stop()
+        await asyncio.sleep(0.05)
+        assert f.due() is None  # stopped: nothing more, though ticks came due
         await asyncio.wait_for(task, 1.0)
         return chunks, from_due
 
