@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from dashboard import __version__, auth
+from dashboard import __version__, auth, tasks
 from dashboard.argtypes import OneLineParser, number, symbol_names
 from dashboard.broker import BrokerError
 from dashboard.config import Config
@@ -220,10 +220,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     if config.workers > 1:
-        sys.exit(asyncio.run(supervise(config, args)))
+        sys.exit(tasks.run(supervise(config, args)))
     try:
         server = Server(config)
     except (ConfigError, FeedError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(asyncio.run(run(server)))
+    sys.exit(tasks.run(run(server)))

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dashboard import tasks
 from dashboard.loadtest.clients import (
     Meter,
     Outcomes,
@@ -90,12 +91,6 @@ async def run(plan: Plan, report: Any) -> None:
 
 
 def main(plan: Plan, report: Any) -> None:
-    """On uvloop where it installs (not on Windows): its C event loop cuts the generator's
-    CPU per frame by more than half, measured at 1,000 clients, and a generator that is
-    itself busy adds its own delay to every latency it measures."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(run(plan, report))
-    else:
-        uvloop.run(run(plan, report))
+    """On uvloop (see tasks.run): a generator that is itself busy adds its own delay to
+    every latency it measures."""
+    tasks.run(run(plan, report))
