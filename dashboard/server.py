@@ -11,7 +11,7 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -266,8 +266,18 @@ class Server:
     def _take(self, state: ServerState, ticks: Ticks) -> None:
         state.batcher.add(ticks)
         state.metrics.ticks_in.inc(len(ticks))
-        if self._recorder is not None:
-            self._recorder.write(ticks, now_ms())
+        self._record(lambda r: r.write(ticks, now_ms()))
+
+    def _record(self, action: Callable[[RecordWriter], None]) -> None:
+        """A recording that fails (a full disk) stops; the live feed and clients go on."""
+        if self._recorder is None:
+            return
+        try:
+            action(self._recorder)
+        except OSError as e:
+            log.error("recording to %s failed (%s); recording stopped, serving goes on",
+                      self.config.record_path, e.strerror or e)
+            self._recorder = None
 
     async def _batch_clock(self, state: ServerState) -> None:
         """Close a batch every ``batch_ms``, on a fixed grid so intervals do not drift."""
@@ -295,8 +305,7 @@ class Server:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             now = now_ms()
-            if self._recorder is not None:
-                self._recorder.flush()
+            self._record(RecordWriter.flush)
             if self.feed is None:
                 _watch_edge_feed(state.feed_health)
                 state.hub.expire_waiting(now)

@@ -149,3 +149,18 @@ def test_a_plugin_streams_to_a_client(tmp_path, how):
         assert health["feeds"][0]["name"] == "sine" and health["feeds"][0]["state"] == "live"
     finally:
         server.kill()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_recording_that_fails_stops_and_serving_goes_on(start_server, caplog):
+    server = await start_server(symbols=5, tick_rate=3000.0, record_path="/dev/full")
+    seq = server.state.batcher.seq
+    for _ in range(100):  # the 8 KiB write buffer fills well within a second at this rate
+        await asyncio.sleep(0.05)
+        if "recording to /dev/full failed" in caplog.text:
+            break
+    assert "recording stopped, serving goes on" in caplog.text
+    before = server.state.batcher.seq
+    await asyncio.sleep(0.3)
+    assert server.state.batcher.seq > before > seq  # batches go on after the failure
+    assert not server.failed.is_set()
