@@ -178,6 +178,9 @@ class FrameCounter(asyncio.Protocol):
                 else:
                     self._finish(int.from_bytes(payload[:2], "big") if b1 >= 2 else 1005)
                     return
+            elif opcode == OP_PONG:  # unasked for: nothing to count or read
+                if not whole:
+                    break
             elif self._on_message is not None:  # read whole, then handed over
                 if not whole:
                     break

@@ -120,7 +120,7 @@ async def test_a_reading_client_gets_each_message_whole_stamped_when_its_last_by
     frame1 = b"\x81\x05hello"
     frame2 = b"\x82\x7e" + len(long).to_bytes(2, "big") + long
     server, port, received = await one_shot_server(
-        [frame1[:4], frame1[4:] + b"\x89\x02hi" + frame2[:100], frame2[100:]])
+        [frame1[:4], frame1[4:] + b"\x89\x02hi\x8a\x00" + frame2[:100], frame2[100:]])
     got: list[tuple[bytes, float]] = []
     sizes: list[int] = []
     started = time.time()
@@ -130,7 +130,7 @@ async def test_a_reading_client_gets_each_message_whole_stamped_when_its_last_by
         if len(got) == 2:
             break
         await asyncio.sleep(0.02)
-    assert [p for p, _ in got] == [b"hello", long]
+    assert [p for p, _ in got] == [b"hello", long]  # not the unasked-for pong
     assert sizes == [len(frame1), len(frame2)]
     # each stamped on the write that completed it, 50 ms after the one before
     assert started + 0.04 < got[0][1] < got[1][1] - 0.04

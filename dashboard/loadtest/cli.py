@@ -98,8 +98,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proc = ctx.Process(target=worker_main, args=(plan, report), daemon=True)
         proc.start()
         procs.append(proc)
-    sampled = sum(len(range(0, n, sample_every)) for n in split(args.clients, args.processes))
-    scale = args.clients / sampled if sampled else 0.0  # ticks are counted on the sample
     so_far = Interval()
     reports: list[tuple[float, Interval]] = []
     seconds: dict[int, Interval] = {}
@@ -123,8 +121,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet and second - 1 in seconds:
             shown = seconds[second - 1]
             p99 = percentile(so_far.latency, 0.99)
+            # ticks a frame on the sampled clients, times every frame (right during the ramp)
+            ticks = shown.ticks / shown.sampled_frames * shown.frames if shown.sampled_frames else 0
             print(f"\r{sum(connected.values()):>6} connected  {shown.frames:>8} frames/s  "
-                  f"{shown.ticks * scale:>10.0f} ticks/s  "
+                  f"{ticks:>10.0f} ticks/s  "
                   f"p99 so far {'-' if p99 is None else f'{p99:.0f} ms':>8}", end="", flush=True)
     for proc in procs:
         proc.join(5)

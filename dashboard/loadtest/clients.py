@@ -112,7 +112,7 @@ async def websocket_client(
         assert sample is not None
         try:
             sample.message(decode(payload, encoding), arrived_s * 1000)
-        except (ValueError, LookupError, TypeError, brotli.error, zlib.error):
+        except (ValueError, LookupError, TypeError, AttributeError, brotli.error, zlib.error):
             undecodable = True  # not JSON (orjson raises a ValueError), or not the contract's
             return False
         return True
