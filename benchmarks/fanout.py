@@ -42,7 +42,8 @@ FEED = ["--symbols", str(SYMBOLS), "--tick-rate", f"{TICK_RATE:g}"]
 OURS = [sys.executable, "-m", "dashboard", "--port", "0", "--log-level", "warning", *FEED,
         "--seed", str(SEED), "--batch-ms", "50", "--max-connections", "0",
         "--max-connections-per-ip", "0", "--max-bytes-per-s", "0"]
-NAIVE = [sys.executable, "-m", "benchmarks.naive_server", "--port", "0", *FEED]  # seeded alike
+NAIVE = [sys.executable, "-m", "benchmarks.naive_server", "--port", "0", *FEED,
+         "--seed", str(SEED)]
 
 
 def node_command(ticks_file: Path) -> list[str]:

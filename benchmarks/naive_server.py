@@ -33,9 +33,10 @@ async def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--symbols", type=int, default=100)
     p.add_argument("--tick-rate", type=float, default=2000.0)
+    p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log-level", default="warning")  # accepted, like the real server
     a = p.parse_args()
-    feed = SimulatorFeed.from_symbols(a.symbols, a.tick_rate, seed=1)
+    feed = SimulatorFeed.from_symbols(a.symbols, a.tick_rate, seed=a.seed)
     names = list(feed.symbols)
     app = tornado.web.Application([(r"/ws", NaiveSocket)], websocket_ping_interval=0)
     sockets = tornado.netutil.bind_sockets(a.port, "127.0.0.1")
