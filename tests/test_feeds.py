@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import urllib.request
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from dashboard.errors import ConfigError
 from dashboard.feed_loader import feed_class
-from feeds.base import FeedSpec
+from feeds.base import Feed, FeedSpec, Ticks
 from feeds.record import read_chunks
 from feeds.replay import ReplayFeed
 from feeds.rows import RowBuffer, decimal
@@ -164,3 +165,46 @@ async def test_a_recording_that_fails_stops_and_serving_goes_on(start_server, ca
     await asyncio.sleep(0.3)
     assert server.state.batcher.seq > before > seq  # batches go on after the failure
     assert not server.failed.is_set()
+
+
+class DueOnlyFeed(Feed):
+    """A feed whose ticks come only through ``due()``: one per call, never yielded."""
+
+    name = "due-only"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stopped = asyncio.Event()
+        self.calls = 0
+
+    @classmethod
+    def create(cls, spec: FeedSpec) -> DueOnlyFeed:
+        return cls()
+
+    @property
+    def symbols(self) -> Sequence[str]:
+        return ("AAPL",)
+
+    async def stop(self) -> None:
+        self._stopped.set()
+
+    async def ticks(self) -> AsyncIterator[Ticks]:
+        await self._stopped.wait()
+        return
+        yield  # an async generator that yields nothing
+
+    def due(self) -> Ticks | None:
+        self.calls += 1
+        one = np.array([100.0 + self.calls / 100])
+        return Ticks(np.zeros(1, np.int32), one, np.ones(1), one - 0.01, one + 0.01,
+                     np.array([1_700_000_000_000.0 + self.calls]))
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_each_batch_takes_what_the_feed_has_due_right_before_it_closes(start_server):
+    server = await start_server(feed="tests.test_feeds:DueOnlyFeed", batch_ms=20.0)
+    ws = await WSClient.connect(server, "symbols=AAPL")
+    await ws.recv_type("snapshot")
+    for _ in range(3):  # every batch holds the one tick due when it closed
+        msg = await ws.recv_type("batch")
+        assert msg["ticks"]["sym"] == ["AAPL"]
