@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 
 from benchmarks.server import ServerProcess, loadtest
-from dashboard.loadclient import WebSocket
+from dashboard.loadtest.loadclient import WebSocket
 from feeds.simulator import SimulatorFeed
 
 HERE = Path(__file__).resolve().parent

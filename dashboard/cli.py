@@ -15,13 +15,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from dashboard import __version__, auth, tasks
+from dashboard import __version__, tasks
 from dashboard.argtypes import OneLineParser, number, symbol_names
-from dashboard.broker import BrokerError
 from dashboard.config import Config
+from dashboard.core import auth
 from dashboard.errors import ConfigError
+from dashboard.scaleout.codec import BrokerDataError
+from dashboard.scaleout.health import BrokerError
 from dashboard.server import Server
-from dashboard.stream_codec import BrokerDataError
 from dashboard.tasks import first
 from dashboard.workers import die_with_parent, supervise
 from feeds.base import FeedError

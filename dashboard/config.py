@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dashboard.flow import Pace
+from dashboard.core.flow import Pace
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Config:
     #: Cross-origin pages allowed to open streams (``https://app.example``); the page's own
     #: origin and clients that send no Origin (not browsers) are always allowed.
     allowed_origins: tuple[str, ...] = ()
-    #: Turns auth on: the HMAC secret of the signed tokens (see :mod:`dashboard.auth`) that
+    #: Turns auth on: the HMAC secret of the signed tokens (see :mod:`dashboard.core.auth`) that
     #: streams and the API then require. Never shown: not in the repr, logs or /healthz.
     auth_token_secret: bytes | None = field(default=None, repr=False)
     #: Serve https and wss with this certificate chain and key (both, or neither).

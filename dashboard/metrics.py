@@ -15,7 +15,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dashboard.broker import BrokerHealth, BrokerState
+from dashboard.scaleout.health import BrokerHealth, BrokerState
 from feeds.base import FeedHealth, FeedState
 
 # ``*_created`` series double the exposition and no dashboard reads them.

@@ -13,8 +13,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from dashboard import __version__, auth
+from dashboard import __version__
 from dashboard.argtypes import OneLineParser, symbol_names
+from dashboard.core import auth
 from dashboard.errors import ConfigError
 
 PROG = "market-dashboard-token"

@@ -19,13 +19,19 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from dashboard.access_log import log_request
-from dashboard.batcher import Batch, Batcher
-from dashboard.broker import BrokerError, BrokerHealth, redacted
 from dashboard.config import Config
+from dashboard.core.batcher import Batch, Batcher
+from dashboard.core.hub import Hub
+from dashboard.core.params import MAX_CLIENT_MESSAGE_BYTES
+from dashboard.core.symbols import SymbolTable
 from dashboard.errors import ConfigError
 from dashboard.feed_loader import build_feed
-from dashboard.http_api import (
+from dashboard.metrics import Metrics
+from dashboard.scaleout.codec import FeedInfo
+from dashboard.scaleout.health import BrokerError, BrokerHealth, redacted
+from dashboard.state import ServerState, now_ms
+from dashboard.transports.access_log import log_request
+from dashboard.transports.http_api import (
     BarsHandler,
     HealthHandler,
     MetricsHandler,
@@ -33,22 +39,16 @@ from dashboard.http_api import (
     SnapshotHandler,
     SymbolsHandler,
 )
-from dashboard.hub import Hub
-from dashboard.logsafe import guard_tornado_logs
-from dashboard.metrics import Metrics
-from dashboard.params import MAX_CLIENT_MESSAGE_BYTES
-from dashboard.state import ServerState, now_ms
-from dashboard.stream_codec import FeedInfo
-from dashboard.stream_handler import NDJSONHandler, SSEHandler
-from dashboard.symbols import SymbolTable
-from dashboard.ws_handler import WebSocketHandler
+from dashboard.transports.logsafe import guard_tornado_logs
+from dashboard.transports.streams import NDJSONHandler, SSEHandler
+from dashboard.transports.websocket import WebSocketHandler
 from feeds.base import Feed, FeedHealth, FeedState, Ticks
 from feeds.record import RecordWriter
 
 if TYPE_CHECKING:  # the redis package is an extra, imported only with a Redis broker
     from redis.asyncio import Redis
 
-    from dashboard.redis_broker import Publisher, Reader
+    from dashboard.scaleout.redis_broker import Publisher, Reader
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ class Server:
         metrics = Metrics()
         health = None
         if c.broker != "memory":
-            from dashboard.redis_broker import connect
+            from dashboard.scaleout.redis_broker import connect
 
             health = BrokerHealth(redacted(c.broker))
             self._redis = connect(c.broker)
@@ -187,7 +187,7 @@ class Server:
         table = SymbolTable(feed.symbols)
         batcher = Batcher(table.names, c.history_s, first_seq=int(now_ms()))
         if self._redis is not None and health is not None:
-            from dashboard.redis_broker import Publisher
+            from dashboard.scaleout.redis_broker import Publisher
 
             info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s,
                             run=uuid.uuid4().hex)
@@ -204,7 +204,7 @@ class Server:
         self, metrics: Metrics, health: BrokerHealth | None
     ) -> tuple[ServerState, Reader]:
         """The feed's symbols and settings, state and held batches, from the broker."""
-        from dashboard.redis_broker import Reader
+        from dashboard.scaleout.redis_broker import Reader
 
         assert self._redis is not None and health is not None
         reader = Reader(self._redis, health)

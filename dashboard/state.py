@@ -7,12 +7,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dashboard.batcher import Batcher
-from dashboard.broker import BrokerHealth, BrokerState
 from dashboard.config import Config
-from dashboard.hub import Hub
+from dashboard.core.batcher import Batcher
+from dashboard.core.hub import Hub
+from dashboard.core.symbols import SymbolTable
 from dashboard.metrics import Metrics
-from dashboard.symbols import SymbolTable
+from dashboard.scaleout.health import BrokerHealth, BrokerState
 from feeds.base import FeedHealth
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from feeds.base import Feed, FeedError, FeedSpec, FloatArray, IndexArray, Symbol, Ticks
-from feeds.symbols import Instrument, default_instruments, instruments_for
+from feeds.instruments import Instrument, default_instruments, instruments_for
 
 #: Seconds of trading in a year (252 sessions of 6.5 h): volatility is quoted per trading time.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600

@@ -10,10 +10,10 @@ import jwt
 import numpy as np
 import pytest
 
-from dashboard import auth
 from dashboard.config import Config
+from dashboard.core import auth
+from dashboard.core.symbols import SymbolTable
 from dashboard.errors import ConfigError, SymbolNotAllowed, Unauthorized
-from dashboard.symbols import SymbolTable
 
 SECRET = b"s" * 32
 OTHER_SECRET = b"o" * 32

@@ -12,7 +12,8 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from dashboard import auth, http_api
+from dashboard.core import auth
+from dashboard.transports import http_api
 from tests.clients import StreamClient, WSClient, http_url, metric, ws_url
 
 SECRET = b"test-secret-" + b"x" * 32

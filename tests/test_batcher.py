@@ -1,6 +1,6 @@
 import numpy as np
 
-from dashboard.batcher import Batcher
+from dashboard.core.batcher import Batcher
 from tests.ticks import ticks
 
 T0 = 1_700_000_000_000.0

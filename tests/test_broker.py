@@ -2,7 +2,7 @@
 
 import pytest
 
-from dashboard.broker import redacted
+from dashboard.scaleout.health import redacted
 
 
 @pytest.mark.parametrize("url, shown", [

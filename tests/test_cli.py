@@ -15,7 +15,7 @@ import urllib.request
 import orjson
 import pytest
 
-from dashboard import auth
+from dashboard.core import auth
 from tests.clients import StreamClient, WSClient
 from tests.process import DashboardProcess
 

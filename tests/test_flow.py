@@ -6,13 +6,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from dashboard.batcher import Batcher
-from dashboard.conflation import MERGE_AFTER, Conflator, latest_per_symbol
-from dashboard.flow import Outbox, Pace, Phase
-from dashboard.limits import TokenBucket
-from dashboard.messages import batch_message
-from dashboard.payload import Form, Payload
-from dashboard.symbols import SymbolTable
+from dashboard.core.batcher import Batcher
+from dashboard.core.conflation import MERGE_AFTER, Conflator, latest_per_symbol
+from dashboard.core.flow import Outbox, Pace, Phase
+from dashboard.core.limits import TokenBucket
+from dashboard.core.messages import batch_message
+from dashboard.core.payload import Form, Payload
+from dashboard.core.symbols import SymbolTable
 from tests.ticks import ticks
 
 NAMES = ["AAPL", "MSFT", "SPY"]

@@ -41,11 +41,11 @@ import tornado.httputil
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from dashboard import auth
-from dashboard.access_log import REDACTED
+from dashboard.core import auth
+from dashboard.core.params import MAX_BARS, MAX_CLIENT_MESSAGE_BYTES
 from dashboard.errors import Unauthorized
-from dashboard.params import MAX_BARS, MAX_CLIENT_MESSAGE_BYTES
 from dashboard.server import MAX_HEADER_BYTES
+from dashboard.transports.access_log import REDACTED
 from tests.conftest import TEST_CONFIG
 from tests.healthy import Watched
 from tests.logs import LogRecorder
@@ -560,7 +560,7 @@ def is_time(value: object) -> bool:
 
 
 def judged(claims: dict[str, Any], now: float) -> Verdict:
-    """RFC 7519 as dashboard.auth documents it: ``exp`` required and ``nbf`` optional,
+    """RFC 7519 as dashboard.core.auth documents it: ``exp`` required and ``nbf`` optional,
     NumericDates, neither past its time beyond the leeway; ``sub`` a string (§4.1.2);
     ``symbols`` a list of names. A token breaking several rules may be refused for any."""
     exp, nbf, names = claims.get("exp"), claims.get("nbf", 0), claims.get("symbols", [])

@@ -6,12 +6,12 @@ import brotli
 import numpy as np
 import orjson
 
-from dashboard import codecs
-from dashboard.batcher import Batcher
-from dashboard.hub import Hub
+from dashboard.core.batcher import Batcher
+from dashboard.core.hub import Hub
+from dashboard.core.payload import Form
+from dashboard.core.symbols import SymbolTable
 from dashboard.metrics import Metrics
-from dashboard.payload import Form
-from dashboard.symbols import SymbolTable
+from dashboard.wire import codecs
 from tests.ticks import ticks
 
 T0 = 1_700_000_000_000.0
@@ -107,7 +107,7 @@ def test_join_with_since_replays_then_goes_live_and_leave_stops_delivery():
 
 
 def test_clients_resuming_from_far_back_share_one_catch_up_message():
-    from dashboard.hub import MAX_EXACT_REPLAY
+    from dashboard.core.hub import MAX_EXACT_REPLAY
 
     hub, batcher = make_hub()
     for i in range(MAX_EXACT_REPLAY + 20):

@@ -69,7 +69,7 @@ async def test_slow_clients_are_counted_as_slow_not_as_gaps(start_server, tmp_pa
 
 @pytest.mark.gen_test(timeout=10)
 async def test_an_upgrade_after_the_timeout_closes_the_client_without_an_error(caplog):
-    from dashboard.loadclient import count_frames
+    from dashboard.loadtest.loadclient import count_frames
 
     closed = asyncio.Event()
 
@@ -114,7 +114,7 @@ async def one_shot_server(frames: list[bytes]) -> tuple[asyncio.Server, int, asy
 async def test_a_reading_client_gets_each_message_whole_stamped_when_its_last_byte_came():
     import time
 
-    from dashboard.loadclient import count_frames
+    from dashboard.loadtest.loadclient import count_frames
 
     long = b"x" * 300  # a 16-bit length
     frame1 = b"\x81\x05hello"

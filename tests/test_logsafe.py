@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from dashboard.logsafe import OneLine, printable
+from dashboard.transports.logsafe import OneLine, printable
 
 
 @pytest.mark.parametrize("text, escaped", [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import auth
+from dashboard.core import auth
 from feeds.base import FeedState
 from feeds.simulator import SimulatorFeed
 from tests.conftest import TEST_CONFIG, require

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-from dashboard.codecs import Encoding
-from dashboard.errors import BadRequest, UnknownOp, UnknownSymbol
-from dashboard.params import (
+from dashboard.core.params import (
     DEFAULT_BARS,
     MAX_BARS,
     BarsRequest,
@@ -17,7 +15,9 @@ from dashboard.params import (
     client_op,
     stream_request,
 )
-from dashboard.symbols import SymbolTable
+from dashboard.core.symbols import SymbolTable
+from dashboard.errors import BadRequest, UnknownOp, UnknownSymbol
+from dashboard.wire.codecs import Encoding
 
 TABLE = SymbolTable(["AAPL", "MSFT", "SPY", "BTC-USD"])
 

@@ -20,7 +20,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from dashboard import auth
+from dashboard.core import auth
 from dashboard.server import Server
 from tests.clients import WSClient, http_url, metric
 from tests.conftest import require

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from feeds.base import FeedError, Ticks
-from feeds.simulator import TRADING_SECONDS_PER_YEAR, SimulatorFeed
-from feeds.symbols import (
+from feeds.instruments import (
     REAL_INSTRUMENTS,
     Instrument,
     default_instruments,
     instruments_for,
 )
+from feeds.simulator import TRADING_SECONDS_PER_YEAR, SimulatorFeed
 
 
 def feed(symbols: int | list[str] = 20, rate: float = 2000.0, seed: int | None = 7,

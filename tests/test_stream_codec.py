@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dashboard.batcher import Batch, Batcher
-from dashboard.stream_codec import (
+from dashboard.core.batcher import Batch, Batcher
+from dashboard.scaleout.codec import (
     BrokerDataError,
     FeedInfo,
     decode_batch,

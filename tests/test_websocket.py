@@ -8,7 +8,7 @@ import orjson
 import pytest
 import tornado.httpclient
 
-from dashboard.hub import MAX_EXACT_REPLAY
+from dashboard.core.hub import MAX_EXACT_REPLAY
 from tests.clients import WSClient, http_url
 from tests.rawws import RawWebSocket
 

@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 import pytest
 
-from dashboard import codecs, sse, wsframe
-from dashboard.codecs import Encoding
-from dashboard.content_encoding import Brotli, Gzip, negotiate
-from dashboard.payload import Form, Payload
+from dashboard.core.payload import Form, Payload
+from dashboard.wire import codecs, sse, wsframe
+from dashboard.wire.codecs import Encoding
+from dashboard.wire.content_encoding import Brotli, Gzip, negotiate
 
 MESSAGE = {"type": "batch", "seq": 7, "ts": 1.5,
            "ticks": {"sym": ["AAPL"], "price": np.array([189.12]), "size": np.array([100])}}

@@ -16,7 +16,7 @@ import brotli
 import numpy as np
 import orjson
 
-from dashboard.loadclient import OP_CLOSE, HandshakeError, WebSocket, count_frames
+from dashboard.loadtest.loadclient import OP_CLOSE, HandshakeError, WebSocket, count_frames
 from dashboard.loadtest.stats import Interval, histogram
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from dashboard.batcher import Batch, Batcher, Seq
+from dashboard.core.batcher import Batch, Batcher, Seq
 from feeds.base import Symbol, Ticks
 
 #: Column name → wire dtype, in the order of :class:`Ticks`.

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from dashboard.batcher import Seq
+from dashboard.core.batcher import Seq
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from dashboard.batcher import BAR_INTERVALS_S, Seq
-from dashboard.codecs import Encoding
+from dashboard.core.batcher import BAR_INTERVALS_S, Seq
+from dashboard.core.symbols import SymbolTable
 from dashboard.errors import BadRequest, UnknownOp
-from dashboard.symbols import SymbolTable
+from dashboard.wire.codecs import Encoding
 
 Query = Callable[[str], str | None]
 """Looks a query argument up by name (the last value when repeated), None when absent."""

@@ -11,8 +11,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dashboard.bars import BarSeries
-from dashboard.quotes import QuoteTable
+from dashboard.core.bars import BarSeries
+from dashboard.core.quotes import QuoteTable
 from feeds.base import Symbol, Ticks
 
 Seq = int

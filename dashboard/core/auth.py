@@ -28,8 +28,8 @@ from typing import Any
 
 import jwt
 
+from dashboard.core.symbols import MAX_LISTED, IndexArray, SymbolTable, listed
 from dashboard.errors import ConfigError, SymbolNotAllowed, Unauthorized
-from dashboard.symbols import MAX_LISTED, IndexArray, SymbolTable, listed
 
 ALGORITHM = "HS256"
 #: Clock skew between the minting backend and this server.

@@ -2,9 +2,9 @@
 
 A transport provides ``_write_bytes`` (hand bytes to the socket: True when the kernel took
 them all at once, else a future that resolves once it has) and ``_drop_slow`` (close and
-abort a stuck client). This mixin feeds the pure :class:`~dashboard.flow.Outbox` with what happens —
-writes taken or not, drains, timers — and writes what it says, counting and logging each
-step of the ladder once per connection.
+abort a stuck client). This mixin feeds the pure :class:`~dashboard.core.flow.Outbox` with
+what happens — writes taken or not, drains, timers — and writes what it says, counting and
+logging each step of the ladder once per connection.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import asyncio
 import logging
 from asyncio import Future
 
-from dashboard.flow import Outbox, Pace, Phase
-from dashboard.payload import Form, Payload
+from dashboard.core.flow import Outbox, Pace, Phase
+from dashboard.core.payload import Form, Payload
+from dashboard.core.symbols import Selection
 from dashboard.state import ServerState
-from dashboard.symbols import Selection
 
 log = logging.getLogger(__name__)
 

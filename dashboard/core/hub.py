@@ -15,13 +15,13 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.batcher import Batch, Batcher, Seq
-from dashboard.codecs import BrotliBudget
-from dashboard.conflation import Conflator
-from dashboard.messages import batch_message, snapshot_message
+from dashboard.core.batcher import Batch, Batcher, Seq
+from dashboard.core.conflation import Conflator
+from dashboard.core.messages import batch_message, snapshot_message
+from dashboard.core.payload import Form, Payload
+from dashboard.core.symbols import Selection, SymbolTable
 from dashboard.metrics import Metrics
-from dashboard.payload import Form, Payload
-from dashboard.symbols import Selection, SymbolTable
+from dashboard.wire.codecs import BrotliBudget
 
 #: A resume of more batches than this gets one merged catch-up message instead of a replay:
 #: replaying minutes of batches one by one would cost the server (and every other client)

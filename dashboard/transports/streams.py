@@ -17,15 +17,15 @@ from asyncio import Future
 import tornado.http1connection
 import tornado.iostream
 
-from dashboard import sse
-from dashboard.content_encoding import StreamCompressor, negotiate
+from dashboard.core.messages import heartbeat_message
+from dashboard.core.params import StreamRequest, stream_request
+from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden
-from dashboard.http_api import BaseHandler
-from dashboard.messages import heartbeat_message
-from dashboard.outlet import Outlet
-from dashboard.params import StreamRequest, stream_request
-from dashboard.payload import Form, Payload
 from dashboard.state import now_ms
+from dashboard.transports.http_api import BaseHandler
+from dashboard.transports.outlet import Outlet
+from dashboard.wire import sse
+from dashboard.wire.content_encoding import StreamCompressor, negotiate
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.arraystate import Arrays, ArrayState
+from dashboard.core.arraystate import Arrays, ArrayState
 from feeds.base import Ticks
 
 

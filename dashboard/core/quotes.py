@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.arraystate import ArrayState
+from dashboard.core.arraystate import ArrayState
 from feeds.base import FloatArray, Ticks
 
 

@@ -14,10 +14,10 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.batcher import Batch, Seq
-from dashboard.messages import batch_message
-from dashboard.payload import Payload
-from dashboard.quotes import last_rows
+from dashboard.core.batcher import Batch, Seq
+from dashboard.core.messages import batch_message
+from dashboard.core.payload import Payload
+from dashboard.core.quotes import last_rows
 from feeds.base import Ticks
 
 #: Batches held as shared views before they are merged into one: merging is cheap but not

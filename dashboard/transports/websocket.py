@@ -1,6 +1,6 @@
 """``GET /ws``: the WebSocket transport, a thin adapter between a socket and the hub.
 
-Frames are built once per batch by the hub (see :mod:`dashboard.wsframe`) and written here as
+Frames are built once per batch by the hub (see :mod:`dashboard.wire.wsframe`) and written here as
 they are, straight to the connection's stream: no per-client framing, masking or encoding.
 Tornado still owns the handshake, the reading side and the closing handshake; pings are
 sent from the server's housekeeping so that a dead peer is aborted at once, not after
@@ -20,14 +20,21 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
+from dashboard.core.limits import TokenBucket
+from dashboard.core.messages import error_message, pong_message
+from dashboard.core.params import (
+    Ping,
+    StreamRequest,
+    Subscribe,
+    apply_op,
+    client_op,
+    stream_request,
+)
+from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
-from dashboard.http_api import BaseHandler
-from dashboard.limits import TokenBucket
-from dashboard.messages import error_message, pong_message
-from dashboard.outlet import Outlet
-from dashboard.params import Ping, StreamRequest, Subscribe, apply_op, client_op, stream_request
-from dashboard.payload import Form, Payload
 from dashboard.state import now_ms
+from dashboard.transports.http_api import BaseHandler
+from dashboard.transports.outlet import Outlet
 
 log = logging.getLogger(__name__)
 

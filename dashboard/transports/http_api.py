@@ -13,12 +13,13 @@ import orjson
 import tornado.web
 from tornado.log import app_log, gen_log
 
-from dashboard import auth, codecs
-from dashboard.access_log import summary
+from dashboard.core import auth
+from dashboard.core.params import bars_request
+from dashboard.core.symbols import IndexArray
 from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
-from dashboard.params import bars_request
 from dashboard.state import ServerState, now_ms
-from dashboard.symbols import IndexArray
+from dashboard.transports.access_log import summary
+from dashboard.wire import codecs
 
 #: The page may run only its own scripts and talk only to its own origin. Inline *styles*
 #: are allowed: the chart library styles its own elements (its attribution logo) inline,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import enum
 
-from dashboard import codecs, sse, wsframe
-from dashboard.batcher import Batch
-from dashboard.codecs import Encoding
-from dashboard.messages import Message
+from dashboard.core.batcher import Batch
+from dashboard.core.messages import Message
+from dashboard.wire import codecs, sse, wsframe
+from dashboard.wire.codecs import Encoding
 from feeds.base import Ticks
 
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.conflation import Conflator
-from dashboard.limits import TokenBucket
-from dashboard.payload import Form, Payload
+from dashboard.core.conflation import Conflator
+from dashboard.core.limits import TokenBucket
+from dashboard.core.payload import Form, Payload
 from feeds.base import Ticks
 
 

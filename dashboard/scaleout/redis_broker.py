@@ -37,9 +37,8 @@ from redis.exceptions import (
     RedisError,
 )
 
-from dashboard.batcher import Batch, Batcher, Seq
-from dashboard.broker import BrokerError, BrokerHealth
-from dashboard.stream_codec import (
+from dashboard.core.batcher import Batch, Batcher, Seq
+from dashboard.scaleout.codec import (
     BrokerDataError,
     FeedInfo,
     StateArrays,
@@ -51,6 +50,7 @@ from dashboard.stream_codec import (
     seq_of,
     state_arrays,
 )
+from dashboard.scaleout.health import BrokerError, BrokerHealth
 from feeds.base import jittered_backoff
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dashboard.batcher import Batch, Seq
-from dashboard.quotes import QuoteTable
+from dashboard.core.batcher import Batch, Seq
+from dashboard.core.quotes import QuoteTable
 from feeds.base import FloatArray, Ticks
 
 Message = dict[str, Any]
