@@ -19,6 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
+from dashboard.clock import now_ms
 from dashboard.config import Config
 from dashboard.core.batcher import Batch, Batcher
 from dashboard.core.hub import Hub
@@ -29,7 +30,7 @@ from dashboard.feed_loader import build_feed
 from dashboard.metrics import Metrics
 from dashboard.scaleout.codec import FeedInfo
 from dashboard.scaleout.health import BrokerError, BrokerHealth, redacted
-from dashboard.state import ServerState, now_ms
+from dashboard.state import ServerState
 from dashboard.transports.access_log import log_request
 from dashboard.transports.http_api import (
     BarsHandler,

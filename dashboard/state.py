@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dashboard.clock import now_ms
 from dashboard.config import Config
 from dashboard.core.batcher import Batcher
 from dashboard.core.hub import Hub
@@ -14,10 +14,6 @@ from dashboard.core.symbols import SymbolTable
 from dashboard.metrics import Metrics
 from dashboard.scaleout.health import BrokerHealth, BrokerState
 from feeds.base import FeedHealth
-
-
-def now_ms() -> float:
-    return round(time.time() * 1000.0, 1)
 
 
 class Client(Protocol):

@@ -13,11 +13,12 @@ import orjson
 import tornado.web
 from tornado.log import app_log, gen_log
 
+from dashboard.clock import now_ms
 from dashboard.core import auth
 from dashboard.core.params import bars_request
 from dashboard.core.symbols import IndexArray
 from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
-from dashboard.state import ServerState, now_ms
+from dashboard.state import ServerState
 from dashboard.transports.access_log import summary
 from dashboard.wire import codecs
 

@@ -17,11 +17,11 @@ from asyncio import Future
 import tornado.http1connection
 import tornado.iostream
 
+from dashboard.clock import now_ms
 from dashboard.core.messages import heartbeat_message
 from dashboard.core.params import StreamRequest, stream_request
 from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden
-from dashboard.state import now_ms
 from dashboard.transports.http_api import BaseHandler
 from dashboard.transports.outlet import Outlet
 from dashboard.wire import sse

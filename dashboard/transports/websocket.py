@@ -20,6 +20,7 @@ import tornado.httputil
 import tornado.iostream
 import tornado.websocket
 
+from dashboard.clock import now_ms
 from dashboard.core.limits import TokenBucket
 from dashboard.core.messages import error_message, pong_message
 from dashboard.core.params import (
@@ -32,7 +33,6 @@ from dashboard.core.params import (
 )
 from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
-from dashboard.state import now_ms
 from dashboard.transports.http_api import BaseHandler
 from dashboard.transports.outlet import Outlet
 
