@@ -31,13 +31,9 @@ class Metrics:
         self.connections = Gauge(
             "dashboard_connections", "Open client connections.", ["transport"], registry=r
         )
-        self.frames_sent = Counter(
-            "dashboard_frames_sent", "Messages written to clients.", ["transport"], registry=r
-        )
-        self.bytes_sent = Counter(
-            "dashboard_bytes_sent", "Bytes written to clients (after compression).",
-            ["transport"], registry=r,
-        )
+        #: What each transport's clients were sent, counted where it is written.
+        self.sent = {t: Tally() for t in TRANSPORTS}
+        r.register(_SentCollector(self.sent))
         self.ticks_in = Counter("dashboard_ticks_in", "Ticks received from feeds.", registry=r)
         self.batches = Counter("dashboard_batches", "Batches made by the batcher.", registry=r)
         self.slow_consumers_dropped = Counter(
@@ -78,8 +74,6 @@ class Metrics:
         )
         for t in TRANSPORTS:
             self.connections.labels(t)
-            self.frames_sent.labels(t)
-            self.bytes_sent.labels(t)
             self.slow_consumers_dropped.labels(t)
             self.conflated_ticks.labels(t)
             self.dead_peers.labels(t)
@@ -105,6 +99,42 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class Tally:
+    """Frames and bytes written to one transport's clients. Plain integers, bumped once per
+    write by every client of every fan-out (a Prometheus counter takes a lock each time),
+    and read at scrape time."""
+
+    __slots__ = ("bytes", "frames")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.bytes = 0
+
+    def add(self, nbytes: int) -> None:
+        self.frames += 1
+        self.bytes += nbytes
+
+
+class _SentCollector(Collector):
+    def __init__(self, sent: dict[str, Tally]) -> None:
+        self.sent = sent
+
+    def collect(self) -> Iterable[Metric]:
+        frames = CounterMetricFamily(
+            "dashboard_frames_sent", "Messages written to clients, keepalives included.",
+            labels=["transport"],
+        )
+        nbytes = CounterMetricFamily(
+            "dashboard_bytes_sent", "Bytes written to clients (after compression).",
+            labels=["transport"],
+        )
+        for transport, tally in self.sent.items():
+            frames.add_metric([transport], tally.frames)
+            nbytes.add_metric([transport], tally.bytes)
+        yield frames
+        yield nbytes
 
 
 class _FeedCollector(Collector):

@@ -197,7 +197,7 @@ class Server:
             self._spawn(self._publisher.run())
         metrics.watch_feed(feed.name, feed.health)
         return ServerState(
-            config=c, table=table, batcher=batcher, hub=Hub(batcher, table, metrics),
+            config=c, table=table, batcher=batcher, hub=Hub(batcher, table),
             metrics=metrics, feed_name=feed.name, feed_health=feed.health, broker=health,
         )
 
@@ -217,7 +217,7 @@ class Server:
         metrics.watch_feed(info.feed, feed_health)
         return ServerState(
             config=self.config, table=table, batcher=batcher, metrics=metrics,
-            hub=Hub(batcher, table, metrics, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000),
+            hub=Hub(batcher, table, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000),
             feed_name=info.feed, feed_health=feed_health, broker=health,
         ), reader
 

@@ -10,7 +10,6 @@ from dashboard.core.batcher import Batcher
 from dashboard.core.hub import Hub
 from dashboard.core.payload import Form
 from dashboard.core.symbols import SymbolTable
-from dashboard.metrics import Metrics
 from dashboard.wire import codecs
 from tests.ticks import ticks
 
@@ -44,7 +43,7 @@ class Recorder:
 def make_hub(wait_ahead_ms: float = 0.0) -> tuple[Hub, Batcher]:
     table = SymbolTable(NAMES)
     batcher = Batcher(NAMES, history_s=10, first_seq=1)
-    return Hub(batcher, table, Metrics(), wait_ahead_ms=wait_ahead_ms), batcher
+    return Hub(batcher, table, wait_ahead_ms=wait_ahead_ms), batcher
 
 
 def publish(hub: Hub, batcher: Batcher, rows) -> None:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 import tornado.httpclient
 
-from tests.clients import StreamClient, http_url
+from tests.clients import StreamClient, http_url, metric
 
 
 async def open_stream(server, path: str, kind: str = "sse", **headers: str) -> StreamClient:
@@ -90,6 +90,25 @@ async def test_sse_sends_keepalive_comments_when_idle(start_server):
     seen = []
     while {"": ["keepalive"]} not in seen:
         seen.append(await sse.recv(timeout=3))
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("path, kind", [("/sse", "sse"), ("/stream", "ndjson")])
+async def test_every_write_of_a_stream_counts_as_a_frame_and_its_bytes(start_server, path, kind):
+    """Batches, snapshots, keepalives and the retry line alike: what the client read."""
+    server = await start_server(tick_rate=0.01, keepalive_s=0.2)
+    stream = await open_stream(server, path, kind, **{"Accept-Encoding": "identity"})
+    messages = [await stream.recv(timeout=3) for _ in range(4)]
+    transport = path.strip("/")
+    read = sum(len(chunk) for chunk in stream.chunks)
+    sent = server.state.metrics.sent[transport]
+    if kind == "sse":
+        assert messages[0] == {"retry": ["2000"]} and messages[-1] == {"": ["keepalive"]}
+    else:
+        assert messages[-1]["type"] == "heartbeat"
+    assert sent.frames >= len(messages) and sent.bytes >= read > 0
+    text = (await tornado.httpclient.AsyncHTTPClient().fetch(http_url(server, "/metrics"))).body
+    assert metric(text.decode(), "dashboard_frames_sent_total", transport=transport) >= 4
 
 
 @pytest.mark.gen_test(timeout=20)

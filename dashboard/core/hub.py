@@ -3,7 +3,8 @@ bytes are handed to every client in that group.
 
 Broadcast is synchronous — no await per client. A subscriber's :meth:`Subscriber.deliver`
 only hands bytes to its socket (or, later, merges them into what it still owes); a client
-that failed is skipped and cleans itself up.
+that failed is skipped and cleans itself up. The hub counts nothing: what reaches a socket
+is counted where it is written (the transports' outlet), whoever asked for it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dashboard.core.conflation import Conflator
 from dashboard.core.messages import batch_message, snapshot_message
 from dashboard.core.payload import Form, Payload
 from dashboard.core.symbols import Selection, SymbolTable
-from dashboard.metrics import Metrics
 from dashboard.wire.codecs import BrotliBudget
 
 #: A resume of more batches than this gets one merged catch-up message instead of a replay:
@@ -31,21 +31,16 @@ MAX_EXACT_REPLAY = 200
 MAX_RECENT_PAYLOADS = 1024
 MAX_CACHED_SNAPSHOTS = 64
 
-TRANSPORT_OF_FORM = {
-    Form.WS_JSON: "ws", Form.WS_BR: "ws", Form.WS_DEFLATE: "ws",
-    Form.SSE: "sse", Form.NDJSON: "stream",
-}
-
 
 class Subscriber(Protocol):
-    def offer(self, payload: Payload, data: bytes) -> int:
+    def offer(self, payload: Payload, data: bytes) -> None:
         """A batch (``data``: its shared bytes in the subscriber's form), subject to the
-        client's flow control; how many bytes were written now (0: held and conflated)."""
+        client's flow control: written now, or held and conflated."""
         ...
 
-    def deliver(self, data: bytes, after_pending: bool = False) -> int:
-        """A snapshot or reply, written now; how many bytes were written. A snapshot comes
-        ``after_pending``: batches the client is still owed are written before it."""
+    def deliver(self, data: bytes, after_pending: bool = False) -> None:
+        """A snapshot or reply, written now. A snapshot comes ``after_pending``: batches the
+        client is still owed are written before it."""
         ...
 
     def restrict(self, selection: Selection) -> None:
@@ -55,14 +50,13 @@ class Subscriber(Protocol):
 
 class Hub:
     def __init__(
-        self, batcher: Batcher, table: SymbolTable, metrics: Metrics, wait_ahead_ms: float = 0.0
+        self, batcher: Batcher, table: SymbolTable, wait_ahead_ms: float = 0.0
     ) -> None:
         """``wait_ahead_ms``: how long a client resuming from a ``since`` this hub has not
         reached yet waits for it (an edge a little behind the one the client left) before
         it gets a reset snapshot. 0: at once (a single server, the source of every seq)."""
         self.batcher = batcher
         self.table = table
-        self.metrics = metrics
         self.wait_ahead_ms = wait_ahead_ms
         #: Joined clients waiting for their ``since``: (since, give up at ms).
         self._ahead: dict[Subscriber, tuple[Seq, float]] = {}
@@ -104,17 +98,17 @@ class Hub:
         now_ms: float,
     ) -> None:
         if since is None:
-            self.send(sub, form, self._snapshot(selection, reset=False, now_ms=now_ms))
+            sub.deliver(self._snapshot(selection, reset=False, now_ms=now_ms).form(form))
         else:
             replay = self.batcher.resume(since).replay
             if replay is None:
-                self.send(sub, form, self._snapshot(selection, reset=True, now_ms=now_ms))
+                sub.deliver(self._snapshot(selection, reset=True, now_ms=now_ms).form(form))
             elif len(replay) > MAX_EXACT_REPLAY:
-                self.send(sub, form, self._catch_up(since, replay, selection))
+                sub.deliver(self._catch_up(since, replay, selection).form(form))
             else:
                 for batch in replay:
                     payload = self._batch_payload(batch, selection)
-                    self._count(form, 1, sub.offer(payload, payload.form(form)))
+                    sub.offer(payload, payload.form(form))
         self._add(sub, selection, form)
 
     def resubscribe(
@@ -136,19 +130,8 @@ class Hub:
                 self.batcher.quotes, added, self.table.array,
                 seq=self.batcher.seq, now_ms=now_ms, reset=False,
             ))
-            self._count(form, 1, sub.deliver(snapshot.form(form), after_pending=True))
+            sub.deliver(snapshot.form(form), after_pending=True)
         self._add(sub, selection, form)
-
-    def send(self, sub: Subscriber, form: Form, payload: Payload) -> None:
-        """One message to one client (snapshots, replies), counted like the broadcast."""
-        self._count(form, 1, sub.deliver(payload.form(form)))
-
-    def _count(self, form: Form, frames: int, written: int) -> None:
-        if not written:
-            return
-        transport = TRANSPORT_OF_FORM[form]
-        self.metrics.frames_sent.labels(transport).inc(frames)
-        self.metrics.bytes_sent.labels(transport).inc(written)
 
     def selection_of(self, sub: Subscriber) -> Selection:
         return self._member[sub][0]
@@ -262,7 +245,7 @@ class Hub:
         for (selection, form), group in list(self._groups.items()):
             data = self._snapshot(selection, reset=True, now_ms=now_ms).form(form)
             for sub in tuple(group):
-                self._count(form, 1, sub.deliver(data, after_pending=True))
+                sub.deliver(data, after_pending=True)
         self._start_waiting(lambda _, __: True, now_ms)
 
     def publish(self, batch: Batch) -> None:
@@ -275,12 +258,7 @@ class Hub:
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection)
             data = payload.form(form, self._brotli)
-            written = frames = 0
             for sub in tuple(group):
-                n = sub.offer(payload, data)
-                if n:
-                    written += n
-                    frames += 1
-            self._count(form, frames, written)
+                sub.offer(payload, data)
         if self._ahead:  # after the fan-out: their replay includes this batch
             self._start_waiting(lambda since, _: since <= batch.seq, batch.ts)

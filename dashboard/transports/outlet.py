@@ -4,7 +4,8 @@ A transport provides ``_write_bytes`` (hand bytes to the socket: True when the k
 them all at once, else a future that resolves once it has) and ``_drop_slow`` (close and
 abort a stuck client). This mixin feeds the pure :class:`~dashboard.core.flow.Outbox` with
 what happens — writes taken or not, drains, timers — and writes what it says, counting and
-logging each step of the ladder once per connection.
+logging each step of the ladder once per connection. Every write to a client passes here,
+so this is where frames and bytes are counted, for every transport.
 """
 
 from __future__ import annotations
@@ -51,30 +52,33 @@ class Outlet:
         self._loop = asyncio.get_running_loop()
         self.outbox = Outbox(pace, form, self.state.table.array, self._loop.time())
         self._free = self.outbox.is_free()
+        self._sent = self.state.metrics.sent[self.transport]
 
     # -- what the hub calls -----------------------------------------------------------------
 
-    def offer(self, payload: Payload, data: bytes) -> int:
+    def offer(self, payload: Payload, data: bytes) -> None:
         """A batch for this client: written now, or merged into what it is owed."""
-        if self._free:  # the fan-out's hot path: one write, nothing else
+        if self._free:  # the fan-out's hot path: one write, one count, nothing else
             written = self._write_bytes(data)
-            return len(data) if written is True else self._settle(written, len(data), True)
+            if written is True:
+                self._sent.add(len(data))
+            else:
+                self._settle(written, len(data), True)
+            return
         out = self.outbox.offer(self._loop.time(), payload, data)
         if out is None:
             self._arm_wake()
             self._free = self.outbox.is_free()
-            return 0
-        return self._send(out, paced=True)
+            return
+        self._send(out, paced=True)
 
-    def deliver(self, data: bytes, after_pending: bool = False) -> int:
+    def deliver(self, data: bytes, after_pending: bool = False) -> None:
         """A snapshot or a reply: written now, outside the pace (but it can still find the
         socket full, which starts the slow-client clock like any write). A snapshot comes
         ``after_pending``: what the client is still owed goes out first, in seq order."""
         if after_pending and (pending := self.outbox.take_pending()) is not None:
-            n = self._send(pending, paced=True)
-            self.state.metrics.frames_sent.labels(self.transport).inc()
-            self.state.metrics.bytes_sent.labels(self.transport).inc(n)
-        return self._send(data, paced=False)
+            self._send(pending, paced=True)
+        self._send(data, paced=False)
 
     def restrict(self, selection: Selection) -> None:
         self.outbox.restrict(selection.select)
@@ -82,13 +86,14 @@ class Outlet:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _send(self, data: bytes, paced: bool) -> int:
-        return self._settle(self._write_bytes(data), len(data), paced)
+    def _send(self, data: bytes, paced: bool) -> None:
+        self._settle(self._write_bytes(data), len(data), paced)
 
-    def _settle(self, written: Future[None] | bool | None, n: int, paced: bool) -> int:
-        """Tell the outbox what became of a write of ``n`` bytes."""
+    def _settle(self, written: Future[None] | bool | None, n: int, paced: bool) -> None:
+        """Count a write of ``n`` bytes, and tell the outbox what became of it."""
         if written is None:
-            return 0
+            return
+        self._sent.add(n)
         taken = written is True or (not isinstance(written, bool) and written.done())
         if taken:
             self.outstanding_bytes = 0
@@ -104,7 +109,6 @@ class Outlet:
             self._conflated_counted = self.outbox.conflated
             self.state.metrics.conflated_ticks.labels(self.transport).inc(merged)
         self._free = self.outbox.is_free()
-        return n
 
     def _behind(self) -> None:
         m = self.state.metrics
@@ -139,10 +143,7 @@ class Outlet:
         if data is None:
             self._arm_wake()
             return
-        n = self._send(data, paced=True)
-        m = self.state.metrics
-        m.frames_sent.labels(self.transport).inc()
-        m.bytes_sent.labels(self.transport).inc(n)
+        self._send(data, paced=True)
 
     def _arm_wake(self) -> None:
         if self._wake is not None:

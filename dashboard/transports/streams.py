@@ -84,7 +84,8 @@ class _StreamHandler(Outlet, BaseHandler):
             self.set_header("Content-Encoding", self._compressor.name)
         try:
             self.open_outbox(self.state.config.pace(request.max_hz), self.form)
-            self.deliver(self.opening())
+            if opening := self.opening():
+                self.deliver(opening)
             self.state.hub.join(self, self.form, symbols, request.since, now_ms())
             await done.wait()
         finally:
@@ -178,9 +179,7 @@ class _StreamHandler(Outlet, BaseHandler):
 
     def keepalive(self, now: float) -> None:
         if now - self._last_write >= self.state.config.keepalive_s * 1000:
-            self.state.metrics.bytes_sent.labels(self.transport).inc(
-                self.deliver(self.idle_bytes(now))
-            )
+            self.deliver(self.idle_bytes(now))
 
     def shutdown(self) -> None:
         if self._done is not None:

@@ -201,7 +201,7 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         self.abort()
 
     def _reply(self, payload: Payload) -> None:
-        self.state.hub.send(self, self.outbox.form, payload)
+        self.deliver(payload.form(self.outbox.form))
 
     # -- client → hub -----------------------------------------------------------------------
 
