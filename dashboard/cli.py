@@ -19,9 +19,7 @@ from dashboard import __version__, tasks
 from dashboard.argtypes import OneLineParser, number, symbol_names
 from dashboard.config import Config
 from dashboard.core import auth
-from dashboard.errors import ConfigError
-from dashboard.scaleout.codec import BrokerDataError
-from dashboard.scaleout.health import BrokerError
+from dashboard.errors import ConfigError, DashboardError
 from dashboard.server import Server
 from dashboard.tasks import first
 from dashboard.workers import die_with_parent, supervise
@@ -199,7 +197,7 @@ async def run(server: Server) -> int:
         if not await first(server.start(), stop.wait()):
             await server.stop()
             return 0
-    except (FeedError, BrokerError, BrokerDataError, OSError) as e:
+    except (DashboardError, FeedError, OSError) as e:
         await server.stop()
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
@@ -224,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(tasks.run(supervise(config, args)))
     try:
         server = Server(config)
-    except (ConfigError, FeedError) as e:
+    except (DashboardError, FeedError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(tasks.run(run(server)))

@@ -25,11 +25,11 @@ from dashboard.core.batcher import Batch, Batcher
 from dashboard.core.hub import Hub
 from dashboard.core.params import MAX_CLIENT_MESSAGE_BYTES
 from dashboard.core.symbols import SymbolTable
-from dashboard.errors import ConfigError
+from dashboard.errors import BrokerError, ConfigError
 from dashboard.feed_loader import build_feed
 from dashboard.metrics import Metrics
 from dashboard.scaleout.codec import FeedInfo
-from dashboard.scaleout.health import BrokerError, BrokerHealth, redacted
+from dashboard.scaleout.health import BrokerHealth, redacted
 from dashboard.state import ServerState
 from dashboard.transports.access_log import log_request
 from dashboard.transports.http_api import (

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dashboard.config import Config
+from dashboard.errors import WorkerError
 from dashboard.server import display_url
 from dashboard.tasks import first
 from feeds.base import jittered_backoff
@@ -46,10 +47,6 @@ MAX_FAILED_STARTS = 5
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: Set in a worker's environment: the supervisor's pid (see :func:`die_with_parent`).
 PARENT_ENV = "DASHBOARD_SUPERVISOR_PID"
-
-
-class WorkerError(Exception):
-    pass
 
 
 @dataclass(eq=False)  # a worker is itself, whatever its fields say

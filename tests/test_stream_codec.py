@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dashboard.core.batcher import Batch, Batcher
+from dashboard.errors import BrokerDataError
 from dashboard.scaleout.codec import (
-    BrokerDataError,
     FeedInfo,
     decode_batch,
     encode_batch,

@@ -16,7 +16,8 @@ import brotli
 import numpy as np
 import orjson
 
-from dashboard.loadtest.loadclient import OP_CLOSE, HandshakeError, WebSocket, count_frames
+from dashboard.errors import HandshakeError
+from dashboard.loadtest.loadclient import OP_CLOSE, WebSocket, count_frames
 from dashboard.loadtest.stats import Interval, histogram
 
 

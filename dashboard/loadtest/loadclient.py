@@ -16,16 +16,9 @@ import time
 from collections.abc import Callable
 from typing import cast
 
+from dashboard.errors import HandshakeError
+
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-class HandshakeError(Exception):
-    """The server refused the upgrade (``status`` is its HTTP status)."""
-
-    def __init__(self, status: int, head: bytes) -> None:
-        super().__init__(f"upgrade refused: HTTP {status}")
-        self.status = status
-        self.head = head
 
 
 class WebSocket:

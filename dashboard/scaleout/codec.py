@@ -19,6 +19,7 @@ import numpy.typing as npt
 import orjson
 
 from dashboard.core.batcher import Batch, Batcher, Seq
+from dashboard.errors import BrokerDataError
 from feeds.base import Symbol, Ticks
 
 #: Column name → wire dtype, in the order of :class:`Ticks`.
@@ -26,10 +27,6 @@ COLUMNS: dict[str, np.dtype[Any]] = {
     "sym": np.dtype("<i4"), "price": np.dtype("<f8"), "size": np.dtype("<f8"),
     "bid": np.dtype("<f8"), "ask": np.dtype("<f8"), "ts": np.dtype("<f8"),
 }
-
-
-class BrokerDataError(ValueError):
-    """An entry or blob in the broker is not what this version writes."""
 
 
 def entry_id(seq: Seq) -> str:

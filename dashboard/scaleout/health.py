@@ -14,10 +14,6 @@ from dashboard.core.batcher import Seq
 log = logging.getLogger(__name__)
 
 
-class BrokerError(Exception):
-    """Redis is unusable for this server (unreachable at startup, another feed's stream)."""
-
-
 class BrokerState(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"

@@ -38,8 +38,8 @@ from redis.exceptions import (
 )
 
 from dashboard.core.batcher import Batch, Batcher, Seq
+from dashboard.errors import BrokerDataError, BrokerError, FeedLockError
 from dashboard.scaleout.codec import (
-    BrokerDataError,
     FeedInfo,
     StateArrays,
     decode_batch,
@@ -50,7 +50,7 @@ from dashboard.scaleout.codec import (
     seq_of,
     state_arrays,
 )
-from dashboard.scaleout.health import BrokerError, BrokerHealth
+from dashboard.scaleout.health import BrokerHealth
 from feeds.base import jittered_backoff
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,6 @@ FAULTS = (RedisError, OSError, asyncio.TimeoutError)
 REFUSALS = (AuthenticationError, AuthorizationError, NoPermissionError)
 
 T = TypeVar("T")
-
-
-class FeedLockError(BrokerError):
-    """Another feed process publishes to this database."""
 
 
 def connect(url: str) -> redis.Redis:
