@@ -49,7 +49,8 @@ from feeds.record import RecordWriter
 if TYPE_CHECKING:  # the redis package is an extra, imported only with a Redis broker
     from redis.asyncio import Redis
 
-    from dashboard.scaleout.redis_broker import Publisher, Reader
+    from dashboard.scaleout.publisher import Publisher
+    from dashboard.scaleout.reader import Reader
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ class Server:
         metrics = Metrics()
         health = None
         if c.broker != "memory":
-            from dashboard.scaleout.redis_broker import connect
+            from dashboard.scaleout.connection import connect
 
             health = BrokerHealth(redacted(c.broker))
             self._redis = connect(c.broker)
@@ -188,7 +189,7 @@ class Server:
         table = SymbolTable(feed.symbols)
         batcher = Batcher(table.names, c.history_s, first_seq=int(now_ms()))
         if self._redis is not None and health is not None:
-            from dashboard.scaleout.redis_broker import Publisher
+            from dashboard.scaleout.publisher import Publisher
 
             info = FeedInfo(feed.name, tuple(table.names), c.batch_ms, c.history_s,
                             run=uuid.uuid4().hex)
@@ -205,7 +206,7 @@ class Server:
         self, metrics: Metrics, health: BrokerHealth | None
     ) -> tuple[ServerState, Reader]:
         """The feed's symbols and settings, state and held batches, from the broker."""
-        from dashboard.scaleout.redis_broker import Reader
+        from dashboard.scaleout.reader import Reader
 
         assert self._redis is not None and health is not None
         reader = Reader(self._redis, health)

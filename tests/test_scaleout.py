@@ -158,6 +158,41 @@ async def test_redis_restart_degrades_the_edge_then_clients_carry_on_without_a_g
     client.close()
 
 
+@pytest.mark.gen_test(timeout=40)
+async def test_unreadable_data_while_an_edge_reloads_degrades_it_until_the_data_is_good(
+        redis_server, start_server):
+    """A broker fault like a lost connection: degraded and retried, never a dead edge."""
+    import redis
+
+    from dashboard.scaleout.connection import INFO_KEY, STREAM_KEY
+
+    feed, edge = await edge_and_feed(start_server, redis_server.url)
+    client = await WSClient.connect(edge, "symbols=SPY")
+    assert (await client.recv())["type"] == "snapshot"
+    await feed.stop()
+    r = redis.Redis.from_url(redis_server.url)
+    info = r.get(INFO_KEY)
+    r.set(INFO_KEY, b"{not a feed description")
+    top = int(r.xrevrange(STREAM_KEY, count=1)[0][0].split(b"-")[0])
+    r.xadd(STREAM_KEY, {"junk": "1"}, id=f"{top + 1000}-0")  # the edge must reload
+    deadline = time.monotonic() + 10
+    while (await health(edge))[0] != 503:
+        assert time.monotonic() < deadline, "the edge never said it was degraded"
+        await asyncio.sleep(0.1)
+    _, body = await health(edge)
+    assert body["broker"]["state"] == "degraded"
+    assert "description is unusable" in body["broker"]["error"]
+    assert not edge.failed.is_set()
+    r.set(INFO_KEY, info)
+    while (await health(edge))[0] != 200:
+        assert time.monotonic() < deadline + 10, "the edge never recovered"
+        await asyncio.sleep(0.1)
+    assert (await client.recv_type("snapshot", timeout=10))["reset"] is True
+    assert not edge.failed.is_set() and client.conn.close_code is None
+    r.close()
+    client.close()
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_restarted_feed_sends_every_client_a_reset_snapshot(redis_server, start_server):
     feed, edge = await edge_and_feed(start_server, redis_server.url)

@@ -131,3 +131,10 @@ class FeedInfo:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise BrokerDataError(f"the feed's description is unusable: {e}") from None
 
+
+def run_of(blob: bytes | None) -> str | None:
+    """The run of a feed description, or None when there is none or it cannot be read."""
+    try:
+        return FeedInfo.decode(blob).run if blob is not None else None
+    except BrokerDataError:
+        return None

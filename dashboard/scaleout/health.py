@@ -1,5 +1,5 @@
-"""The broker's health as a server shows it, and the errors of scaling out — without the
-``redis`` package, which only ``--broker redis://...`` needs (``pip install .[redis]``)."""
+"""The broker's health as a server shows it — without the ``redis`` package, which only
+``--broker redis://...`` needs (``pip install .[redis]``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from dashboard.core.batcher import Seq
+from dashboard.errors import BrokerDataError
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,9 @@ class BrokerHealth:
     def down(self, error: BaseException) -> None:
         text = str(error) or type(error).__name__
         if self.state is not BrokerState.DEGRADED:
-            log.warning("redis %s unreachable, retrying: %s", self.url, text)
+            what = ("holds data this version cannot read" if isinstance(error, BrokerDataError)
+                    else "unreachable")
+            log.warning("redis %s %s, retrying: %s", self.url, what, text)
             self.state, self.since = BrokerState.DEGRADED, time.monotonic()
         self.error = text
 
