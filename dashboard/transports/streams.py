@@ -22,7 +22,7 @@ from dashboard.core.messages import heartbeat_message
 from dashboard.core.params import StreamRequest, stream_request
 from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden
-from dashboard.transports.http_api import BaseHandler
+from dashboard.transports.base import BaseHandler
 from dashboard.transports.outlet import Outlet
 from dashboard.wire import sse
 from dashboard.wire.content_encoding import StreamCompressor, negotiate

@@ -33,7 +33,7 @@ from dashboard.core.params import (
 )
 from dashboard.core.payload import Form, Payload
 from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
-from dashboard.transports.http_api import BaseHandler
+from dashboard.transports.base import BaseHandler
 from dashboard.transports.outlet import Outlet
 
 log = logging.getLogger(__name__)
