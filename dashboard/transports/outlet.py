@@ -1,15 +1,17 @@
 """The I/O side of flow control, shared by every streaming transport.
 
-A transport provides ``_write_bytes`` (hand bytes to the socket: True when the kernel took
-them all at once, else a future that resolves once it has) and ``_drop_slow`` (close and
-abort a stuck client). This mixin feeds the pure :class:`~dashboard.core.flow.Outbox` with
-what happens — writes taken or not, drains, timers — and writes what it says, counting and
-logging each step of the ladder once per connection. Every write to a client passes here,
-so this is where frames and bytes are counted, for every transport.
+A transport implements the abstract hooks: ``_write_bytes`` (hand bytes to the socket: True
+when the kernel took them all at once, else a future that resolves once it has),
+``_drop_slow`` (close and abort a stuck client) and ``peer`` (for the logs). This mixin
+feeds the pure :class:`~dashboard.core.flow.Outbox` with what happens — writes taken or
+not, drains, timers — and writes what it says, counting and logging each step of the ladder
+once per connection. Every write to a client passes here, so this is where frames and bytes
+are counted, for every transport.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 from asyncio import Future
@@ -22,7 +24,7 @@ from dashboard.state import ServerState
 log = logging.getLogger(__name__)
 
 
-class Outlet:
+class Outlet(abc.ABC):
     state: ServerState
     transport: str
     outbox: Outbox
@@ -37,16 +39,18 @@ class Outlet:
     #: of what the server holds for this client.
     outstanding_bytes = 0
 
+    @abc.abstractmethod
     def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
         """Hand ``data`` to the socket: True if the kernel took it all now, a future if some
         of it waits in a buffer, None when the connection is gone."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _drop_slow(self) -> None:
-        raise NotImplementedError
+        """Close a client stuck past the slow-client timeout, and abort its socket."""
 
+    @abc.abstractmethod
     def peer(self) -> str:
-        raise NotImplementedError
+        """The client's address, for the logs."""
 
     def open_outbox(self, pace: Pace, form: Form) -> None:
         self._loop = asyncio.get_running_loop()

@@ -9,31 +9,26 @@ the request coroutine so its ``finally`` cleans up.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import socket
 from asyncio import Future
+from typing import final
 
 import tornado.http1connection
 import tornado.iostream
 
 from dashboard.clock import now_ms
 from dashboard.core.messages import heartbeat_message
-from dashboard.core.params import StreamRequest, stream_request
 from dashboard.core.payload import Form, Payload
-from dashboard.errors import BadRequest, Forbidden
-from dashboard.transports.base import BaseHandler
-from dashboard.transports.outlet import Outlet
+from dashboard.transports.connection import Connection, Refusal
 from dashboard.wire import sse
 from dashboard.wire.content_encoding import StreamCompressor, negotiate
 
 log = logging.getLogger(__name__)
 
-#: What a refused stream is told to wait before trying again.
-RETRY_AFTER_S = 5
-
-
-class _StreamHandler(Outlet, BaseHandler):
+class _StreamHandler(Connection):
     transport: str
     form: Form
     content_type: str
@@ -46,32 +41,24 @@ class _StreamHandler(Outlet, BaseHandler):
     _flushing: Future[None] | None = None
     _waiting: Future[None] | None = None
 
+    @abc.abstractmethod
     def since(self) -> str | None:
-        raise NotImplementedError
+        """Where the client resumes from, as it said it."""
 
     def opening(self) -> bytes:
         """Bytes that start the stream, before any message."""
         return b""
 
+    @abc.abstractmethod
     def idle_bytes(self, now: float) -> bytes:
-        raise NotImplementedError
+        """What keeps an idle stream open: a comment, a heartbeat message."""
 
     async def get(self) -> None:
-        refusal = self.cross_origin_refusal()
-        if refusal is not None:
-            return self.refuse(Forbidden(refusal), 403)
-        try:
-            request: StreamRequest = stream_request(
-                self.query, self.state.table, since=self.since(), allow_encoding=False
-            )
-            symbols = self.authorize(request.symbols)
-        except BadRequest as e:
-            return self.refuse(e)
-        if self.state.stopping:
-            return self.unavailable("server going away")
-        refused = self.state.admit(self, self.request.remote_ip or "")
-        if refused is not None:
-            return self.unavailable(f"server full ({refused})")
+        request = self.requested(self.since(), allow_encoding=False)
+        if not isinstance(request, Refusal):
+            request = self.admitted(request)
+        if isinstance(request, Refusal):
+            return self.answer(request)
         self._detect_dead_peer()
         self._iostream().set_nodelay(True)  # each event leaves at once, as the contract says
         done = self._done = asyncio.Event()
@@ -86,7 +73,7 @@ class _StreamHandler(Outlet, BaseHandler):
             self.open_outbox(self.state.config.pace(request.max_hz), self.form)
             if opening := self.opening():
                 self.deliver(opening)
-            self.state.hub.join(self, self.form, symbols, request.since, now_ms())
+            self.state.hub.join(self, self.form, request.symbols, request.since, now_ms())
             await done.wait()
         finally:
             self.close_outlet()
@@ -101,13 +88,6 @@ class _StreamHandler(Outlet, BaseHandler):
         if timeout_ms and hasattr(socket, "TCP_USER_TIMEOUT"):
             sock = self._iostream().socket
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
-
-    def unavailable(self, message: str) -> None:
-        self.set_header("Retry-After", str(RETRY_AFTER_S))
-        self.refuse(BadRequest(message), 503)
-
-    def peer(self) -> str:
-        return self.request.remote_ip or "?"
 
     # -- hub → client -----------------------------------------------------------------------
 
@@ -191,6 +171,7 @@ class _StreamHandler(Outlet, BaseHandler):
         self.shutdown()
 
 
+@final
 class SSEHandler(_StreamHandler):
     """``GET /sse?symbols=A,B&max_hz=N``; resume with ``Last-Event-ID`` or ``last_event_id``."""
 
@@ -208,6 +189,7 @@ class SSEHandler(_StreamHandler):
         return sse.comment("keepalive")
 
 
+@final
 class NDJSONHandler(_StreamHandler):
     """``GET /stream?symbols=A,B&max_hz=N&since=SEQ``: one JSON message per line."""
 

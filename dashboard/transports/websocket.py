@@ -9,12 +9,11 @@ Tornado's 5 s wait for a close frame it will never get.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 from asyncio import Future
 from collections.abc import Sized
-from typing import Any
+from typing import Any, final
 
 import tornado.httputil
 import tornado.iostream
@@ -29,19 +28,19 @@ from dashboard.core.params import (
     Subscribe,
     apply_op,
     client_op,
-    stream_request,
 )
 from dashboard.core.payload import Form, Payload
-from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
-from dashboard.transports.base import BaseHandler
-from dashboard.transports.outlet import Outlet
+from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
+from dashboard.transports.connection import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN_LATER,
+    Connection,
+    Refusal,
+)
 
 log = logging.getLogger(__name__)
 
-# RFC 6455 §7.4.1 and the IANA registry.
-CLOSE_GOING_AWAY = 1001
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN_LATER = 1013
 #: RFC 6455 §5.5: "All control frames MUST have a payload length of 125 bytes or less",
 #: two of which are the close code.
 MAX_CLOSE_REASON_BYTES = 123
@@ -75,13 +74,11 @@ def handshake_refusal(headers: tornado.httputil.HTTPHeaders) -> tuple[int, str] 
     return None
 
 
-class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
+@final
+class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
     transport = "ws"
 
     _request: StreamRequest
-    #: An auth refusal, told after the upgrade (close 1008): a browser cannot read the
-    #: status of a failed upgrade.
-    _refusal: Unauthorized | SymbolNotAllowed | None = None
     _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
     _socket: socket.socket
@@ -95,28 +92,18 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Validate the query before upgrading: a bad one gets a 400 and a JSON body, a
         page of another site a 403 (cross-site WebSocket hijacking), a request that is no
-        WebSocket handshake a 400 or 426. The token is checked here too, but its refusal
-        waits for :meth:`open` (a close code and reason a browser can read)."""
-        refusal = self.cross_origin_refusal()
-        if refusal is not None:
-            return self.refuse(Forbidden(refusal), 403)
-        try:
-            self._request = stream_request(
-                self.query, self.state.table, since=self.query("since"), allow_encoding=True
-            )
-        except BadRequest as e:
-            return self.refuse(e)
+        WebSocket handshake a 400 or 426. The token waits for :meth:`open`, whose refusal
+        is a close code and reason a browser can read."""
+        request = self.requested(self.query("since"), allow_encoding=True)
+        if isinstance(request, Refusal):
+            return self.answer(request)
+        self._request = request
         handshake = handshake_refusal(self.request.headers)
         if handshake is not None:
             status, message = handshake
             if status == 426:
                 self.set_header("Sec-WebSocket-Version", ", ".join(VERSIONS))
             return self.refuse(BadRequest(message), status)
-        try:
-            symbols = self.authorize(self._request.symbols)
-            self._request = dataclasses.replace(self._request, symbols=symbols)
-        except (Unauthorized, SymbolNotAllowed) as e:
-            self._refusal = e
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
@@ -141,28 +128,21 @@ class WebSocketHandler(Outlet, tornado.websocket.WebSocketHandler, BaseHandler):
         # frame is waiting, so the socket may be written directly. Without it, always
         # write through the stream.
         self._pending_in_stream = getattr(stream, "_write_buffer", _ALWAYS)
-        if self.state.stopping:
-            self.close(CLOSE_GOING_AWAY, "server going away")
-            return
-        if self._refusal is not None:
-            self.state.metrics.client_errors.labels(self._refusal.code).inc()
-            self.close(CLOSE_POLICY, f"{self._refusal.code}: {self._refusal.message}")
-            return
-        refused = self.state.admit(self, self.request.remote_ip or "")
-        if refused is not None:
-            self.close(CLOSE_TRY_AGAIN_LATER, f"server full ({refused})")
+        admitted = self.admitted(self._request)
+        if isinstance(admitted, Refusal):
+            if isinstance(admitted.error, Unauthorized | SymbolNotAllowed):
+                self.state.metrics.client_errors.labels(admitted.error.code).inc()
+            self.close(admitted.close_code, admitted.close_reason)
             return
         self._admitted = True
         self._live = True
-        c, r = self.state.config, self._request
+        c, r = self.state.config, admitted
+        self._request = admitted
         self.open_outbox(c.pace(r.max_hz), Form.websocket(r.encoding))
         rate = c.max_client_msgs_per_s
         self._inbound = TokenBucket(rate, 2 * rate, self._loop.time())
         self._last_ping_at = self._loop.time()
         self.state.hub.join(self, self.outbox.form, r.symbols, r.since, now_ms())
-
-    def peer(self) -> str:
-        return self.request.remote_ip or "?"
 
     # -- hub → client -----------------------------------------------------------------------
 
