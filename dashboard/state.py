@@ -23,7 +23,8 @@ class Client(Protocol):
     outstanding_bytes: int
 
     def keepalive(self, now: float) -> None:
-        """Called about once a second: write a keepalive if idle long enough."""
+        """Called every housekeeping round (``server.HOUSEKEEPING_S``, twice a second):
+        write a keepalive, or ping, if idle long enough."""
         ...
 
     def shutdown(self) -> None:

@@ -20,7 +20,7 @@ from feeds.record import read_chunks
 from feeds.replay import ReplayFeed
 from feeds.rows import RowBuffer, decimal
 from feeds.simulator import SimulatorFeed
-from tests.clients import WSClient
+from tests.clients import WSClient, metric
 from tests.process import DashboardProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def test_quote_only_updates_are_coalesced_to_the_latest_per_symbol():
 async def test_record_then_replay_reproduces_the_same_ticks(start_server, tmp_path):
     path = tmp_path / "ticks.jsonl"
     server = await start_server(symbols=5, tick_rate=3000.0, seed=11, record_path=str(path))
-    while server.state.batcher.ticks_in < 1500:
+    while metric(server.state.metrics.exposition().decode(), "dashboard_ticks_in_total") < 1500:
         await asyncio.sleep(0.02)
     await server.stop()
     recorded = list(read_chunks(path))

@@ -261,7 +261,8 @@ const connection = {
     if (code === 1008) console.warn("server refused the connection (policy)");
     view.attempt += 1;
     setState("reconnecting");
-    // Exponential backoff with full jitter; 1013 (try again later) starts higher.
+    // Exponential backoff with equal jitter (half the delay fixed, half random), so
+    // reconnecting pages spread out; 1013 (try again later) starts higher.
     const base = Math.min(MAX_BACKOFF_MS, (code === 1013 ? 2000 : 250) * 2 ** (view.attempt - 1));
     this.timer = setTimeout(() => this.open(), base / 2 + Math.random() * base / 2);
   },

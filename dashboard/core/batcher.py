@@ -53,7 +53,6 @@ class Batcher:
         self.symbols = tuple(symbols)
         self.history_ms = history_s * 1000.0
         self.seq: Seq = first_seq - 1
-        self.ticks_in = 0
         self._pending: list[Ticks] = []
         self._history: deque[Batch] = deque()
         self.clear_state()
@@ -72,7 +71,6 @@ class Batcher:
     def add(self, ticks: Ticks) -> None:
         if len(ticks):
             self._pending.append(ticks)
-            self.ticks_in += len(ticks)
 
     def close(self, now_ms: float) -> Batch | None:
         """Close the current interval. Nothing arrived: no batch, and ``seq`` does not move."""

@@ -78,10 +78,6 @@ class Selection:
             self._mask = np.zeros(table_size, np.bool_)
             self._mask[indices] = True
 
-    @property
-    def everything(self) -> bool:
-        return self._mask is None
-
     def select(self, ticks: Ticks) -> Ticks:
         return ticks if self._mask is None else ticks.take(self._mask[ticks.sym])
 

@@ -50,7 +50,8 @@ class Connection(Outlet, BaseHandler):
 
     @abc.abstractmethod
     def keepalive(self, now: float) -> None:
-        """Called about once a second: write a keepalive (or ping) if idle long enough."""
+        """Called every housekeeping round (``server.HOUSEKEEPING_S``, twice a second):
+        write a keepalive, or ping, if idle long enough."""
 
     @abc.abstractmethod
     def shutdown(self) -> None:
