@@ -173,3 +173,8 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     raise AssertionError(f"{name} {labels} not in /metrics")
+
+
+def follows(last: int, msg: dict[str, Any]) -> bool:
+    """``msg`` (a batch, or a merged one) comes right after seq ``last``."""
+    return msg.get("first_seq", msg["seq"]) == last + 1
