@@ -28,7 +28,7 @@ def test_a_fresh_venv_install_serves_the_page(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{server.port}"
         page = urllib.request.urlopen(base + "/", timeout=5).read()
         assert b'src="app.js"' in page
-        for asset in ("/app.js", "/style.css"):
+        for asset in ("/app.js", "/connection.js", "/style.css"):
             assert urllib.request.urlopen(base + asset, timeout=5).status == 200
         origin = subprocess.run(
             [python, "-c", "import dashboard; print(dashboard.__file__)"],

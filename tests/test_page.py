@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import os
 import re
 import shutil
@@ -256,3 +257,33 @@ def test_an_edge_cut_off_from_redis_shows_degraded_then_recovers_without_a_gap(
     finally:
         edge.close()
         feed.close()
+
+
+@pytest.mark.parametrize("transport", ["ws", "sse", "stream"])
+def test_another_page_can_import_the_connection_module_and_resume(browser, server, transport):
+    """As the README shows: connect() from /connection.js, messages in seq order, and a
+    stop and a new connect that resumes from the last seq with exactly the missed batches."""
+    page = Page(browser, server.url)
+    page.wait_state("live")
+    seqs = page.page.evaluate("""async (transport) => {
+        const { connect } = await import("/connection.js");
+        const take = (since, n) => new Promise((done) => {
+            const got = [];
+            const conn = connect({
+                query: { symbols: "AAPL,MSFT" }, transport, since: () => since,
+                onMessage: (msg) => {
+                    got.push([msg.type, msg.first_seq ?? msg.seq, msg.seq]);
+                    if (got.length === n) { conn.stop(); done(got); }
+                },
+            });
+        });
+        const first = await take(null, 5);
+        await new Promise((r) => setTimeout(r, 300));
+        return [first, await take(first[first.length - 1][2], 5)];
+    }""", transport)
+    first, resumed = seqs
+    assert first[0][0] == "snapshot" and all(kind == "batch" for kind, _, _ in first[1:])
+    assert all(b[1] == a[2] + 1 for a, b in itertools.pairwise(first))
+    assert resumed[0][0] == "batch" and resumed[0][1] == first[-1][2] + 1  # resumed, no gap
+    assert not page.errors
+    page.close()

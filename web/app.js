@@ -1,5 +1,6 @@
 // The dashboard page: a live watchlist and a candlestick chart fed by WebSocket (brotli or
-// deflate frames), Server-Sent Events or an NDJSON HTTP stream, with resume by seq.
+// deflate frames), Server-Sent Events or an NDJSON HTTP stream, with resume by seq
+// (the connection itself is web/connection.js, which other pages can import too).
 //
 // State lives per symbol in a Map and is drawn once per animation frame; messages only
 // update state. Every feed string is rendered with textContent, never as HTML.
@@ -7,7 +8,7 @@
 import {
   createChart, CandlestickSeries, HistogramSeries,
 } from "./vendor/lightweight-charts.standalone.production.mjs";
-import { inflateSync, strFromU8 } from "./vendor/fflate.mjs";
+import { connect, serverUrl } from "./connection.js";
 
 const params = new URLSearchParams(location.search);
 // A page opened with ?token=... (a server with auth on) passes it on to the streams and the
@@ -16,7 +17,6 @@ const token = params.get("token");
 const STALE_MS = 3000;
 const FLASH_MS = 350;
 const LATENCY_SAMPLES = 4096;
-const MAX_BACKOFF_MS = 15000;
 
 // ---------------------------------------------------------------------------------------
 // Market state
@@ -112,161 +112,24 @@ function handleMessage(msg) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Transports: each calls onMessage in order, onOpen once connected, onDown when lost.
+// Connection (web/connection.js): transports, backoff, resume and fallback
 
-/** A URL of this server with `query` (null values left out) and the page's token. */
-function serverUrl(path, query) {
-  const url = new URL(path, location.href);
-  for (const [k, v] of Object.entries(query)) if (v !== null) url.searchParams.set(k, String(v));
-  if (token) url.searchParams.set("token", token);
-  return url;
+function startConnection() {
+  const query = { symbols: params.get("symbols") || null, max_hz: params.get("max_hz") || null };
+  return connect({
+    query, token, transport: params.get("transport"), encoding: params.get("encoding"),
+    since: () => view.lastSeq,
+    onMessage,
+    onStatus: ({ state, attempt, transport, encoding }) => {
+      view.attempt = attempt;
+      view.transport = transport;
+      view.encoding = encoding;
+      setState(state);
+    },
+    onBytes: (wire, json) => { counters.wireBytes += wire; counters.jsonBytes += json; },
+    onHeartbeat: () => { view.lastMessageAt = performance.now(); },
+  });
 }
-
-function streamUrl(path, extra) {
-  return serverUrl(path, { symbols: params.get("symbols") || null,
-                           max_hz: params.get("max_hz") || null, ...extra });
-}
-
-function supports(format) {
-  try { new DecompressionStream(format); return true; } catch { return false; }
-}
-
-async function decompress(buffer, format) {
-  const stream = new Blob([buffer]).stream().pipeThrough(new DecompressionStream(format));
-  return new Response(stream).text();
-}
-
-function openWebSocket(handlers) {
-  const encoding = params.get("encoding") || (supports("brotli") ? "br" : "deflate");
-  const format = encoding === "br" ? "brotli" : "deflate-raw";
-  const url = streamUrl("ws", { encoding, since: view.lastSeq });
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  // Deflate frames are inflated synchronously (fflate): a busy tab would otherwise queue
-  // every frame behind several task hops of the stream machinery. Brotli has no small
-  // synchronous decoder, so it takes DecompressionStream, in order.
-  let chain = Promise.resolve();
-  let opened = false;
-  ws.onopen = () => { opened = true; handlers.onOpen("ws", encoding); };
-  ws.onmessage = (e) => {
-    if (typeof e.data === "string") {
-      counters.wireBytes += e.data.length;
-      counters.jsonBytes += e.data.length;
-      chain = chain.then(() => handlers.onMessage(JSON.parse(e.data)));
-      return;
-    }
-    counters.wireBytes += e.data.byteLength;
-    if (encoding === "deflate") {
-      const json = strFromU8(inflateSync(new Uint8Array(e.data)));
-      counters.jsonBytes += json.length;
-      handlers.onMessage(JSON.parse(json));
-      return;
-    }
-    const text = decompress(e.data, format); // started now, in parallel; applied in order
-    chain = chain.then(() => text).then((json) => {
-      counters.jsonBytes += json.length;
-      handlers.onMessage(JSON.parse(json));
-    });
-  };
-  ws.onclose = (e) => handlers.onDown(opened, e.code);
-  return () => { ws.onclose = null; ws.close(); };
-}
-
-function openEventSource(handlers) {
-  const url = streamUrl("sse", { last_event_id: view.lastSeq });
-  const es = new EventSource(url);
-  let opened = false;
-  const take = (e) => {
-    counters.wireBytes += e.data.length; // decoded size: the browser hides the wire
-    counters.jsonBytes += e.data.length;
-    handlers.onMessage(JSON.parse(e.data));
-  };
-  es.onopen = () => { opened = true; handlers.onOpen("sse", "json"); };
-  es.addEventListener("batch", take);
-  es.addEventListener("snapshot", take);
-  // EventSource would reconnect on its own, without backoff or attempt counts: we do it.
-  es.onerror = () => { es.close(); handlers.onDown(opened, null); };
-  return () => es.close();
-}
-
-function openStream(handlers) {
-  const controller = new AbortController();
-  const url = streamUrl("stream", { since: view.lastSeq });
-  let opened = false;
-  (async () => {
-    const response = await fetch(url, { signal: controller.signal, cache: "no-store" });
-    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-    opened = true;
-    handlers.onOpen("stream", "json");
-    // Pulling at our own pace: the server sees backpressure when this tab is busy.
-    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      let nl;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (!line) continue;
-        counters.wireBytes += line.length + 1;
-        counters.jsonBytes += line.length + 1;
-        const msg = JSON.parse(line);
-        if (msg.type !== "heartbeat") handlers.onMessage(msg);
-        else view.lastMessageAt = performance.now();
-      }
-    }
-  })().then(
-    () => handlers.onDown(opened, null),
-    (err) => { if (!controller.signal.aborted) handlers.onDown(opened, null, err); },
-  );
-  return () => controller.abort();
-}
-
-const TRANSPORTS = { ws: openWebSocket, sse: openEventSource, stream: openStream };
-
-const connection = {
-  forced: params.get("transport"),
-  kind: null,
-  close: null,
-  wsFailures: 0,
-  timer: 0,
-
-  start() {
-    this.kind = TRANSPORTS[this.forced] ? this.forced : "ws";
-    this.open();
-  },
-
-  open() {
-    setState(view.attempt ? "reconnecting" : "connecting");
-    this.close = TRANSPORTS[this.kind]({
-      onOpen: (transport, encoding) => {
-        view.transport = transport; view.encoding = encoding;
-        view.attempt = 0;
-        if (transport === "ws") this.wsFailures = 0;
-        setState("live");
-      },
-      onMessage,
-      onDown: (opened, code) => this.down(opened, code),
-    });
-  },
-
-  down(opened, code) {
-    this.close = null;
-    if (this.kind === "ws" && !opened && !this.forced && ++this.wsFailures >= 2) {
-      this.kind = "sse"; // WebSocket does not get through here (a proxy?): fall back
-    }
-    if (code === 1008) console.warn("server refused the connection (policy)");
-    view.attempt += 1;
-    setState("reconnecting");
-    // Exponential backoff with equal jitter (half the delay fixed, half random), so
-    // reconnecting pages spread out; 1013 (try again later) starts higher.
-    const base = Math.min(MAX_BACKOFF_MS, (code === 1013 ? 2000 : 250) * 2 ** (view.attempt - 1));
-    this.timer = setTimeout(() => this.open(), base / 2 + Math.random() * base / 2);
-  },
-};
 
 function setState(state) {
   view.state = state;
@@ -367,14 +230,15 @@ const chart = (() => {
     const sym = view.selected;
     if (!sym) return;
     document.getElementById("chart-symbol").textContent = sym;
-    const token = ++seeding;
+    const seed = ++seeding;
     early = [];
-    const url = serverUrl("api/bars", { symbol: sym, interval: view.interval, limit: "600" });
+    const url = serverUrl("api/bars", { symbol: sym, interval: view.interval, limit: "600" },
+                          { token });
     let data;
     try {
       data = await (await fetch(url, { cache: "no-store" })).json();
     } catch { return; }
-    if (token !== seeding || !data.t) return;
+    if (seed !== seeding || !data.t) return;
     const bars = data.t.map((t, i) => ({ time: t, open: data.o[i], high: data.h[i],
                                          low: data.l[i], close: data.c[i], volume: data.v[i] }));
     candles.setData(bars.map(({ volume: _, ...b }) => b));
@@ -495,7 +359,7 @@ async function checkFeed() {
 // For tests and for people poking at the page from the console.
 window.__dashboard = { view, quotes, chart, busy: 0, latency: null };
 
-connection.start();
+startConnection();
 requestAnimationFrame(frame);
 setInterval(everySecond, 1000);
 checkFeed();
