@@ -15,6 +15,7 @@ import tornado.websocket
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.server import Server
+from tests.decoders import Streaming, streaming
 
 TIMEOUT_S = 5.0
 
@@ -93,7 +94,7 @@ class StreamClient:
     chunks: list[bytes] = field(default_factory=list)
     messages: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     done: asyncio.Future[int] | None = None
-    _decoder: Any = None
+    _decoder: Streaming | None = None
     _buffer: bytes = b""
 
     async def open(self, url: str, kind: str) -> None:
@@ -120,23 +121,14 @@ class StreamClient:
 
     def _choose_decoder(self) -> None:
         """Before the first body chunk: the chunk callback runs before ``open`` resumes."""
-        coding = self.response_headers.get("content-encoding")
-        if coding == "br":
-            self._decoder = brotli.Decompressor()
-        elif coding == "gzip":
-            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._decoder = streaming(self.response_headers.get("content-encoding"))
 
     @staticmethod
     async def _status(fetch: asyncio.Future[tornado.httpclient.HTTPResponse]) -> int:
         return (await fetch).code
 
     def _on_chunk(self, chunk: bytes) -> None:
-        if self._decoder is None:
-            data = chunk
-        elif isinstance(self._decoder, brotli.Decompressor):
-            data = self._decoder.process(chunk)
-        else:
-            data = self._decoder.decompress(chunk)
+        data = self._decoder.decompress(chunk)
         self.chunks.append(data)
         self._buffer += data
         sep = b"\n\n" if self.kind == "sse" else b"\n"

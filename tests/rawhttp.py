@@ -65,6 +65,11 @@ class RawConnection:
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
+    def rest(self) -> bytes:
+        """What was read past the last answer's head or body, taken out of the buffer."""
+        out, self._buf = self._buf, b""
+        return out
+
     def _fill(self) -> None:
         data = self.sock.recv(65536)
         if not data:

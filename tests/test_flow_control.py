@@ -335,7 +335,7 @@ async def test_every_transport_sends_small_frames_without_waiting_for_an_ack(sta
     await ndjson.open(http_url(server, "/stream"), "ndjson")
     await ws.recv_type("snapshot")
     sockets = {
-        "ws": handler_for(server, "ws")._socket,
+        "ws": handler_for(server, "ws")._stream.socket,
         "sse": handler_for(server, "sse")._iostream().socket,
         "stream": handler_for(server, "stream")._iostream().socket,
     }

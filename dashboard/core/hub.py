@@ -21,7 +21,7 @@ from dashboard.core.conflation import Conflator
 from dashboard.core.messages import batch_message, snapshot_message
 from dashboard.core.payload import Form, Payload
 from dashboard.core.symbols import Selection, SymbolTable
-from dashboard.wire.codecs import BrotliBudget
+from dashboard.wire.codecs import CompressionBudget
 
 #: A resume of more batches than this gets one merged catch-up message instead of a replay:
 #: replaying minutes of batches one by one would cost the server (and every other client)
@@ -65,8 +65,8 @@ class Hub:
         self._member: dict[Subscriber, tuple[Selection, Form]] = {}
         self._snapshots: dict[tuple[frozenset[int] | None, bool], Payload] = {}
         self._catch_ups: dict[tuple[Seq, frozenset[int] | None], Payload] = {}
-        #: Each batch's share of the best brotli quality (see codecs.BrotliBudget).
-        self._brotli = BrotliBudget()
+        #: Each batch's share of the best compression (see codecs.CompressionBudget).
+        self._budget = CompressionBudget()
         #: Recent batch payloads by (seq, selection): live fan-out fills it, so clients
         #: resuming after a blip replay bytes that were already encoded.
         self._recent: OrderedDict[tuple[Seq, frozenset[int] | None], Payload] = OrderedDict()
@@ -251,13 +251,13 @@ class Hub:
     def publish(self, batch: Batch) -> None:
         self._snapshots.clear()
         self._catch_ups.clear()
-        self._brotli.reset()
+        self._budget.reset()
         payloads: dict[Selection, Payload] = {}
         for (selection, form), group in list(self._groups.items()):
             payload = payloads.get(selection)
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection)
-            data = payload.form(form, self._brotli)
+            data = payload.form(form, self._budget)
             for sub in tuple(group):
                 sub.offer(payload, data)
         if self._ahead:  # after the fan-out: their replay includes this batch

@@ -1,8 +1,8 @@
 """One message and the bytes of each wire form it is sent in, each built at most once.
 
 A batch's payload for a selection is shared by every client of that selection; a client
-takes the form its transport speaks (a ready WebSocket frame, an SSE event, an NDJSON line)
-and writes those bytes as they are.
+takes the form its transport speaks (a ready WebSocket frame, an SSE event, an NDJSON line,
+either of those as a zstd frame or as deflate blocks) and writes those bytes as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +13,13 @@ from dashboard.core.batcher import Batch
 from dashboard.core.messages import Message
 from dashboard.wire import codecs, sse, wsframe
 from dashboard.wire.codecs import Encoding
+from dashboard.wire.content_encoding import (
+    ZSTD_BEST_LEVEL,
+    ZSTD_LEVEL,
+    Coding,
+    deflate_blocks,
+    zstd_frame,
+)
 from feeds.base import Ticks
 
 
@@ -23,15 +30,35 @@ class Form(enum.Enum):
     WS_BR = "ws-br"
     WS_DEFLATE = "ws-deflate"
     SSE = "sse"
+    SSE_ZSTD = "sse-zstd"
+    SSE_DEFLATE = "sse-deflate"
     NDJSON = "ndjson"
+    NDJSON_ZSTD = "ndjson-zstd"
+    NDJSON_DEFLATE = "ndjson-deflate"
 
     @classmethod
     def websocket(cls, encoding: Encoding) -> Form:
         return _WS_FORMS[encoding]
 
+    def coded(self, coding: Coding) -> Form:
+        """This stream form as a client with ``coding`` takes it: encoded once for all in a
+        shareable coding (deflate blocks serve gzip too), plain for br and identity, which
+        its connection compresses or sends as it is."""
+        return _CODED.get((self, coding), self)
+
 
 _WS_FORMS = {
     Encoding.JSON: Form.WS_JSON, Encoding.BR: Form.WS_BR, Encoding.DEFLATE: Form.WS_DEFLATE,
+}
+_CODED = {
+    (Form.SSE, Coding.ZSTD): Form.SSE_ZSTD, (Form.NDJSON, Coding.ZSTD): Form.NDJSON_ZSTD,
+    **{(Form.SSE, c): Form.SSE_DEFLATE for c in (Coding.DEFLATE, Coding.GZIP)},
+    **{(Form.NDJSON, c): Form.NDJSON_DEFLATE for c in (Coding.DEFLATE, Coding.GZIP)},
+}
+#: Each coded form, and the plain form it codes.
+_PLAIN = {
+    Form.SSE_ZSTD: Form.SSE, Form.SSE_DEFLATE: Form.SSE,
+    Form.NDJSON_ZSTD: Form.NDJSON, Form.NDJSON_DEFLATE: Form.NDJSON,
 }
 
 
@@ -56,15 +83,22 @@ class Payload:
             self._json = codecs.dumps(self.message)
         return self._json
 
-    def form(self, form: Form, budget: codecs.BrotliBudget | None = None) -> bytes:
-        """The bytes of ``form``, built on first use: a brotli one at the quality
-        ``budget`` grants (the default quality without one)."""
+    def form(self, form: Form, budget: codecs.CompressionBudget | None = None) -> bytes:
+        """The bytes of ``form``, built on first use: a brotli or zstd one at the level
+        ``budget`` grants (the default level without one)."""
         data = self._forms.get(form)
         if data is None:
             data = self._forms[form] = self._build(form, budget)
         return data
 
-    def _build(self, form: Form, budget: codecs.BrotliBudget | None) -> bytes:
+    def _build(self, form: Form, budget: codecs.CompressionBudget | None) -> bytes:
+        plain = _PLAIN.get(form)
+        if plain is not None:
+            data = self.form(plain)
+            if form in (Form.SSE_DEFLATE, Form.NDJSON_DEFLATE):
+                return deflate_blocks(data)
+            best = budget is not None and budget.best(len(self.json))
+            return zstd_frame(data, ZSTD_BEST_LEVEL if best else ZSTD_LEVEL)
         if form is Form.WS_JSON:
             return wsframe.frame(self.json, wsframe.OP_TEXT)
         if form is Form.WS_BR:

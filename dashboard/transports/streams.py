@@ -1,10 +1,13 @@
 """``GET /sse`` (Server-Sent Events) and ``GET /stream`` (newline-delimited JSON): one-way
 HTTP streams of the same contract messages, thin adapters between the hub and a response.
 
-Tornado traps handled here: two ``flush()`` calls without awaiting orphan the first future,
-so at most one flush is in flight and bytes that arrive meanwhile wait in the handler's
-buffer for the next; a client that drops is noticed by ``on_connection_close``, which ends
-the request coroutine so its ``finally`` cleans up.
+The response's content coding is negotiated once (see :mod:`dashboard.wire.content_encoding`):
+in zstd, deflate and gzip the hub's bytes are already coded for every client alike, and the
+handler only counts what a deflate or gzip trailer needs. Once Tornado has written the
+headers, each write goes past it, chunked here and handed straight to the socket while
+nothing waits in the stream's buffer — as a WebSocket frame is, with no Future per client
+per event. A client that drops is noticed by ``on_connection_close``, which ends the request
+coroutine so its ``finally`` cleans up.
 """
 
 from __future__ import annotations
@@ -22,24 +25,34 @@ import tornado.iostream
 from dashboard.clock import now_ms
 from dashboard.core.messages import heartbeat_message
 from dashboard.core.payload import Form, Payload
+from dashboard.errors import BadRequest
 from dashboard.transports.connection import Connection, Refusal
+from dashboard.transports.socket_writer import SocketWriter
 from dashboard.wire import sse
-from dashboard.wire.content_encoding import StreamCompressor, negotiate
+from dashboard.wire.chunked import LastChunk
+from dashboard.wire.content_encoding import PREFERENCE, StreamCoder, coder, negotiate
 
 log = logging.getLogger(__name__)
 
+#: The chunk of the bytes framed last, shared by every stream of this process.
+_LAST_CHUNK = LastChunk()
+NOT_ACCEPTABLE = "no content coding this stream offers is acceptable: it offers " + ", ".join(
+    c.value for c in PREFERENCE
+)
+
+
 class _StreamHandler(Connection):
     transport: str
-    form: Form
+    #: The plain form of this transport's messages; a response takes it in its coding.
+    plain: Form
     content_type: str
 
-    _compressor: StreamCompressor | None = None
+    _coder: StreamCoder
+    _writer: SocketWriter
+    _chunked = True
     _ended = False
     _last_write = 0.0
     _done: asyncio.Event | None = None
-    #: The flush in flight, and the future of bytes written while it was.
-    _flushing: Future[None] | None = None
-    _waiting: Future[None] | None = None
 
     @abc.abstractmethod
     def since(self) -> str | None:
@@ -55,31 +68,48 @@ class _StreamHandler(Connection):
 
     async def get(self) -> None:
         request = self.requested(self.since(), allow_encoding=False)
+        coding = negotiate(self.request.headers.get("Accept-Encoding"))
+        if not isinstance(request, Refusal) and coding is None:
+            request = Refusal.of(BadRequest(NOT_ACCEPTABLE), 406, 0)
         if not isinstance(request, Refusal):
             request = self.admitted(request)
         if isinstance(request, Refusal):
             return self.answer(request)
+        assert coding is not None
         self._detect_dead_peer()
-        self._iostream().set_nodelay(True)  # each event leaves at once, as the contract says
+        stream = self._iostream()
+        stream.set_nodelay(True)  # each event leaves at once, as the contract says
         done = self._done = asyncio.Event()
-        self._compressor = negotiate(self.request.headers.get("Accept-Encoding"))
+        self._coder = coder(coding)
         self.set_header("Content-Type", self.content_type)
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")
         self.set_header("Vary", "Accept-Encoding")
-        if self._compressor is not None:
-            self.set_header("Content-Encoding", self._compressor.name)
+        if self._coder.coding.value != "identity":
+            self.set_header("Content-Encoding", self._coder.coding.value)
         try:
-            self.open_outbox(self.state.config.pace(request.max_hz), self.form)
+            self._write_head(stream)
+            form = self.plain.coded(coding)
+            self.open_outbox(self.state.config.pace(request.max_hz), form)
+            if start := self._coder.start():
+                self._put(start)
             if opening := self.opening():
-                self.deliver(opening)
-            self.state.hub.join(self, self.form, request.symbols, request.since, now_ms())
+                self.deliver(self._coder.own(opening))
+            self.state.hub.join(self, form, request.symbols, request.since, now_ms())
             await done.wait()
         finally:
             self.close_outlet()
             self.state.hub.leave(self)
             self.state.disconnected(self)
         self._end()
+
+    def _write_head(self, stream: tornado.iostream.IOStream) -> None:
+        """Tornado writes the status line and headers, and decides the body's framing:
+        chunked for HTTP/1.1, the bytes as they are (ended by closing) for HTTP/1.0."""
+        self.flush().add_done_callback(_retrieved)
+        connection = self.request.connection
+        self._chunked = getattr(connection, "_chunking_output", self.request.version == "HTTP/1.1")
+        self._writer = SocketWriter(stream, self.abort)
 
     def _detect_dead_peer(self) -> None:
         """A stream has no pings; a peer that vanished (no FIN, no RST) is noticed by the
@@ -92,55 +122,27 @@ class _StreamHandler(Connection):
     # -- hub → client -----------------------------------------------------------------------
 
     def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
-        if self._ended or self._iostream().closed():
-            return None
-        if self._compressor is not None:
-            data = self._compressor.chunk(data)
-        self.write(data)
-        self._last_write = now_ms()
-        if self._flushing is None:
-            return self._flush()
-        if self._waiting is None:
-            self._waiting = asyncio.get_running_loop().create_future()
-        return self._waiting
-
-    def _flush(self) -> Future[None]:
-        flushed = self.flush()
-        if not flushed.done():
-            self._flushing = flushed
-            flushed.add_done_callback(self._flushed)
-        return flushed
-
-    def _flushed(self, future: Future[None]) -> None:
-        """The flush in flight is done: flush what was written meanwhile, and resolve its
-        future when that is taken too."""
-        self._flushing = None
-        if not future.cancelled() and future.exception() is not None:
-            self.shutdown()
-        waiting, self._waiting = self._waiting, None
-        if waiting is None:
-            return
         if self._ended:
-            waiting.cancel()
-            return
-        nxt = self._flush()
-        if nxt.done():
-            waiting.set_result(None)
-        else:
-            nxt.add_done_callback(lambda _: _resolve(waiting))
+            return None
+        return self._put(self._coder.write(data))
+
+    def _put(self, data: bytes) -> Future[None] | bool | None:
+        """``data`` on the wire as it is (coded already), in the response's framing."""
+        self._last_write = now_ms()
+        return self._writer.write(_LAST_CHUNK.of(data) if self._chunked else data)
 
     def _drop_slow(self) -> None:
         self.abort()
 
     def _end(self) -> None:
-        """Finish the response: the compressor's last bytes, then the terminating chunk."""
+        """Finish the response: the coding's last bytes, then Tornado's terminating chunk."""
         if self._ended:
             return
         self._ended = True
         if self._iostream().closed():
             return
-        if self._compressor is not None:
-            self.write(self._compressor.finish())
+        if end := self._coder.finish():
+            self._put(end)
         try:
             self.finish()
         except tornado.iostream.StreamClosedError:
@@ -159,7 +161,7 @@ class _StreamHandler(Connection):
 
     def keepalive(self, now: float) -> None:
         if now - self._last_write >= self.state.config.keepalive_s * 1000:
-            self.deliver(self.idle_bytes(now))
+            self.deliver(self._coder.own(self.idle_bytes(now)))
 
     def shutdown(self) -> None:
         if self._done is not None:
@@ -176,7 +178,7 @@ class SSEHandler(_StreamHandler):
     """``GET /sse?symbols=A,B&max_hz=N``; resume with ``Last-Event-ID`` or ``last_event_id``."""
 
     transport = "sse"
-    form = Form.SSE
+    plain = Form.SSE
     content_type = "text/event-stream; charset=utf-8"
 
     def since(self) -> str | None:
@@ -194,7 +196,7 @@ class NDJSONHandler(_StreamHandler):
     """``GET /stream?symbols=A,B&max_hz=N&since=SEQ``: one JSON message per line."""
 
     transport = "stream"
-    form = Form.NDJSON
+    plain = Form.NDJSON
     content_type = "application/x-ndjson"
 
     def since(self) -> str | None:
@@ -204,6 +206,7 @@ class NDJSONHandler(_StreamHandler):
         return Payload(heartbeat_message(now)).form(Form.NDJSON)
 
 
-def _resolve(future: Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _retrieved(future: Future[None]) -> None:
+    """A failed write is handled by the close path; its exception is only retrieved."""
+    if not future.cancelled():
+        future.exception()

@@ -10,9 +10,7 @@ Tornado's 5 s wait for a close frame it will never get.
 from __future__ import annotations
 
 import logging
-import socket
 from asyncio import Future
-from collections.abc import Sized
 from typing import Any, final
 
 import tornado.httputil
@@ -38,6 +36,7 @@ from dashboard.transports.connection import (
     Connection,
     Refusal,
 )
+from dashboard.transports.socket_writer import SocketWriter
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 #: two of which are the close code.
 MAX_CLOSE_REASON_BYTES = 123
 
-
-_ALWAYS = (True,)  # a truthy stand-in: "something may be pending"
 
 #: The protocol versions Tornado speaks: RFC 6455 (13) and two of its drafts.
 VERSIONS = ("7", "8", "13")
@@ -81,8 +78,7 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
     _request: StreamRequest
     _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
-    _socket: socket.socket
-    _pending_in_stream: Sized
+    _writer: SocketWriter
     #: True from open() until the close handshake starts: no data frame may follow a close.
     _live = False
     _admitted = False
@@ -119,15 +115,11 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
         stream = self.ws_connection.stream
         assert stream is not None
         self._stream = stream
-        self._socket = stream.socket
         # Nagle's algorithm would hold a small frame until the peer acknowledges the one
         # before, and a client that has just sent a message delays that ack by up to 40 ms
         # (measured here: an error reply's pong came 44 ms late).
         stream.set_nodelay(True)
-        # Tornado's write buffer (private, hence the fallback): empty means nothing of any
-        # frame is waiting, so the socket may be written directly. Without it, always
-        # write through the stream.
-        self._pending_in_stream = getattr(stream, "_write_buffer", _ALWAYS)
+        self._writer = SocketWriter(stream, self.abort)
         admitted = self.admitted(self._request)
         if isinstance(admitted, Refusal):
             if isinstance(admitted.error, Unauthorized | SymbolNotAllowed):
@@ -147,33 +139,9 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
     # -- hub → client -----------------------------------------------------------------------
 
     def _write_bytes(self, data: bytes) -> Future[None] | bool | None:
-        """Straight to the socket while nothing waits in the stream's buffer: a frame the
-        kernel takes whole costs one ``send``, not a Future and its callbacks (a quarter of
-        the server's CPU at 1,000 clients, measured). Whatever the kernel does not take goes
-        to the stream, which finishes it in order — and everything after it too, until it
-        is drained: bytes of two frames must never interleave."""
         if not self._live:
             return None
-        if not self._pending_in_stream:  # Tornado's write buffer is empty
-            try:
-                sent = self._socket.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:  # reset, or closed under us
-                self.abort()
-                return None
-            if sent == len(data):
-                return True
-            return self._buffered(memoryview(data)[sent:])
-        return self._buffered(data)
-
-    def _buffered(self, data: bytes | memoryview) -> Future[None] | None:
-        """Through Tornado's stream, which keeps frames in order until it drains."""
-        try:
-            assert self._stream is not None
-            return self._stream.write(data)
-        except tornado.iostream.StreamClosedError:
-            return None
+        return self._writer.write(data)
 
     def _drop_slow(self) -> None:
         """Close with 1013 (the client may never read it) and abort the socket now."""

@@ -42,9 +42,10 @@ def brotli_compress(data: bytes, quality: int = BROTLI_QUALITY) -> bytes:
     return bytes(brotli.compress(data, quality=quality, lgwin=BROTLI_LGWIN))
 
 
-class BrotliBudget:
-    """Which brotli quality a batch's payloads get: the best while this batch's budget of
-    it lasts, for payloads big enough to gain from it; the default otherwise."""
+class CompressionBudget:
+    """Which of a batch's payloads get the best (slowest) compression: those big enough to
+    gain from it, while this batch's budget of it lasts; the others a mid level. Every
+    compressed form spends it (WebSocket brotli, stream zstd), each one a compression."""
 
     def __init__(self, per_batch: int = BEST_BYTES_PER_BATCH) -> None:
         self.per_batch = per_batch
@@ -54,12 +55,16 @@ class BrotliBudget:
         """A new batch."""
         self._left = self.per_batch
 
-    def quality(self, size: int) -> int:
-        """The quality for ``size`` bytes of JSON (spending the budget if it is the best)."""
+    def best(self, size: int) -> bool:
+        """Whether ``size`` bytes of JSON get the best compression (spending the budget)."""
         if BEST_MIN_BYTES <= size <= self._left:
             self._left -= size
-            return BROTLI_BEST_QUALITY
-        return BROTLI_QUALITY
+            return True
+        return False
+
+    def quality(self, size: int) -> int:
+        """The brotli quality for ``size`` bytes of JSON."""
+        return BROTLI_BEST_QUALITY if self.best(size) else BROTLI_QUALITY
 
 
 def deflate_raw(data: bytes) -> bytes:
