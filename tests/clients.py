@@ -14,8 +14,8 @@ import tornado.httpclient
 import tornado.websocket
 from prometheus_client.parser import text_string_to_metric_families
 
+from dashboard.loadtest.decoders import Streaming, streaming
 from dashboard.server import Server
-from tests.decoders import Streaming, streaming
 
 TIMEOUT_S = 5.0
 

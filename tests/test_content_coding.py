@@ -11,6 +11,7 @@ import pytest
 
 from dashboard.core.messages import Message
 from dashboard.core.payload import Form, Payload
+from dashboard.loadtest.decoders import streaming, whole
 from dashboard.wire import sse
 from dashboard.wire.content_encoding import (
     Blocks,
@@ -19,7 +20,6 @@ from dashboard.wire.content_encoding import (
     coder,
     negotiate,
 )
-from tests.decoders import streaming, whole
 
 CHROMIUM = "gzip, deflate, br, zstd"  # what Chromium 156 sends, even on http://127.0.0.1
 

@@ -35,15 +35,22 @@ def sent(server, transport: str) -> tuple[float, float]:
 
 
 @pytest.mark.gen_test(timeout=90)
-@pytest.mark.parametrize("transport, encoding", [("ws", "br"), ("ws", "json"), ("sse", "json")])
+@pytest.mark.parametrize("transport, encoding, accept, coding", [
+    ("ws", "br", None, None), ("ws", "json", None, None),
+    ("sse", "json", None, "zstd"),  # by default, what a browser asks for
+    ("stream", "json", None, "zstd"), ("sse", "json", "gzip", "gzip"),
+    ("stream", "json", "identity", "identity"),
+])
 async def test_the_report_agrees_with_what_the_server_sent(
-    start_server, tmp_path, transport, encoding
+    start_server, tmp_path, transport, encoding, accept, coding
 ):
     server = await start_server(batch_ms=50.0, max_connections_per_ip=0)
     report = await loadtest(server, tmp_path, "--clients", "40", "--transport", transport,
-                            "--encoding", encoding, "--processes", "2", "--sample", "0.25")
+                            "--encoding", encoding, "--processes", "2", "--sample", "0.25",
+                            *(["--accept-encoding", accept] if accept else []))
     frames, nbytes = sent(server, transport)
     assert report["clients"]["connected"] == 40 and report["clients"]["failed"] == 0
+    assert report["clients"]["codings"] == ({coding: 40} if coding else {})
     assert report["frames_total"] == pytest.approx(frames, rel=0.05)
     assert report["bytes_total"] == pytest.approx(nbytes, rel=0.05)
     assert report["gaps_total"] == 0

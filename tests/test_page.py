@@ -287,3 +287,25 @@ def test_another_page_can_import_the_connection_module_and_resume(browser, serve
     assert resumed[0][0] == "batch" and resumed[0][1] == first[-1][2] + 1  # resumed, no gap
     assert not page.errors
     page.close()
+
+
+@pytest.mark.parametrize("coding", [None, "zstd", "deflate", "gzip", "br"])
+def test_chromium_decodes_every_coding_through_eventsource_and_fetch(browser, server, coding):
+    """None: Chromium's own Accept-Encoding (gzip, deflate, br, zstd), which gets zstd; the
+    others are forced by overriding the header, and the server must answer in each."""
+    context = browser.new_context(
+        extra_http_headers={"Accept-Encoding": coding} if coding else {})
+    try:
+        for transport in ("sse", "stream"):
+            page = context.new_page()
+            codings: list[str | None] = []
+            page.on("response", lambda r, t=transport, seen=codings: r.url.split("?")[0]
+                    .endswith("/" + t) and seen.append(r.headers.get("content-encoding")))
+            page.goto(server.url + f"?transport={transport}")
+            page.wait_for_function("() => window.__dashboard.view.applied > 10", timeout=15000)
+            view = page.evaluate("() => window.__dashboard.view")
+            assert view["transport"] == transport and view["gaps"] == 0
+            assert codings == [coding or "zstd"], codings
+            page.close()
+    finally:
+        context.close()

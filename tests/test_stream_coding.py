@@ -12,8 +12,8 @@ import orjson
 import pytest
 import tornado.httpclient
 
+from dashboard.loadtest.decoders import whole
 from tests.clients import StreamClient, follows, http_url
-from tests.decoders import whole
 from tests.process import DashboardProcess
 from tests.rawhttp import RawConnection
 

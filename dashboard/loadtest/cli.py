@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dashboard.argtypes import OneLineParser, number
-from dashboard.loadtest.clients import Target
+from dashboard.loadtest.clients import BROWSER_ACCEPT_ENCODING, Target
 from dashboard.loadtest.report import page, summarize, text
 from dashboard.loadtest.stats import Interval, percentile
 from dashboard.loadtest.worker import Plan
@@ -30,9 +30,13 @@ def parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--url", default="http://127.0.0.1:8888", help="the dashboard (default %(default)s)")
     a("--clients", type=number(int, 1), default=100, help="healthy clients (default 100)")
-    a("--transport", choices=("ws", "sse", "mix"), default="ws")
+    a("--transport", choices=("ws", "sse", "stream", "mix"), default="ws",
+      help="ws, sse, stream (NDJSON over HTTP), or mix (ws and sse; default ws)")
     a("--encoding", choices=("json", "br", "deflate"), default="json",
       help="WebSocket encoding (default json)")
+    a("--accept-encoding", default=BROWSER_ACCEPT_ENCODING, metavar="HEADER",
+      help="what SSE and stream clients send as Accept-Encoding (default, as Chromium: "
+           "%(default)s; identity for none)")
     a("--symbols", default="all",
       help="each client's subscription: all, A,B (names), random:K, or mix (default all)")
     a("--slow-fraction", type=number(float, 0, 1), default=0.0,
@@ -93,8 +97,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     procs = []
     for i, (n, s) in enumerate(zip(split(args.clients, args.processes),
                                    split(slow, args.processes), strict=True)):
-        plan = Plan(target, i, n, s, args.transport, args.encoding, subs, args.max_hz,
-                    sample_every, start_at, args.ramp_s, stop_at)
+        plan = Plan(target, i, n, s, args.transport, args.encoding, args.accept_encoding,
+                    subs, args.max_hz, sample_every, start_at, args.ramp_s, stop_at)
         proc = ctx.Process(target=worker_main, args=(plan, report), daemon=True)
         proc.start()
         procs.append(proc)

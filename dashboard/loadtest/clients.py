@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from dashboard.errors import HandshakeError
+from dashboard.loadtest.decoders import streaming
 from dashboard.loadtest.loadclient import OP_CLOSE, WebSocket, count_frames
 from dashboard.loadtest.stats import Interval, histogram
 
@@ -38,6 +39,8 @@ class Outcomes:
     slow_dropped: int = 0
     #: Per sampled healthy client: its last seq, and its own p99 latency (ms).
     last_seqs: list[int] = field(default_factory=list)
+    #: The content coding each SSE or /stream client got → clients.
+    codings: Counter[str] = field(default_factory=Counter)
 
 
 class Meter:
@@ -137,16 +140,37 @@ async def websocket_client(
             outcomes.last_seqs.append(sample.last)
 
 
-async def sse_client(
-    target: Target, q: str, sample: Sample | None, meter: Meter, outcomes: Outcomes,
-    stop_at: float,
+#: What Debian's Chromium 156 sends with EventSource and fetch, even on http://127.0.0.1.
+BROWSER_ACCEPT_ENCODING = "gzip, deflate, br, zstd"
+STREAM_PATHS = {"sse": "/sse", "stream": "/stream"}
+
+
+def stream_messages(kind: str, text: bytes) -> tuple[list[bytes], bytes]:
+    """The JSON of each complete message in ``text`` (SSE: each event's data; retry
+    lines and comments have none), and what is left of an incomplete one."""
+    if kind == "stream":
+        *lines, rest = text.split(b"\n")
+        return [line for line in lines if line], rest
+    *events, rest = text.split(b"\n\n")
+    datas = [b"\n".join(line[6:] for line in event.split(b"\n") if line.startswith(b"data: "))
+             for event in events]
+    return [d for d in datas if d], rest
+
+
+async def stream_client(
+    target: Target, kind: str, q: str, accept_encoding: str, sample: Sample | None,
+    meter: Meter, outcomes: Outcomes, stop_at: float,
 ) -> None:
+    """An SSE or /stream client asking for ``accept_encoding``. Each HTTP chunk is one
+    write of the server's (a message, a keepalive, the SSE retry line), counted as a frame
+    with its bytes on the wire; a sampled client also decodes the coding and every message,
+    stamped with the time its chunk arrived."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(target.host, target.port, limit=1 << 22), 10
         )
-        writer.write(f"GET /sse?{q} HTTP/1.1\r\nHost: {target.host}\r\n"
-                     "Accept-Encoding: identity\r\n\r\n".encode())
+        writer.write(f"GET {STREAM_PATHS[kind]}?{q} HTTP/1.1\r\nHost: {target.host}\r\n"
+                     f"Accept-Encoding: {accept_encoding}\r\n\r\n".encode())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     except (TimeoutError, OSError, asyncio.IncompleteReadError):
         outcomes.failed += 1
@@ -156,7 +180,12 @@ async def sse_client(
         writer.close()
         return
     outcomes.connected += 1
-    buffer = b""
+    coding = content_coding(head)
+    outcomes.codings[coding] += 1
+    decoder = streaming(coding) if sample is not None else None
+    #: deflate and gzip start with the coding's own header, a write but no message.
+    header_left = coding in ("deflate", "gzip")
+    text = b""
     try:
         async with asyncio.timeout(max(0.0, stop_at - time.time())):
             while True:
@@ -165,17 +194,18 @@ async def sse_client(
                 if size == 0:
                     outcomes.closed["end"] += 1
                     return
-                chunk = await reader.readexactly(size + 2)
+                data = (await reader.readexactly(size + 2))[:-2]
                 meter.now.bytes += size
-                buffer += chunk[:-2]
-                *events, buffer = buffer.split(b"\n\n")
-                for event in events:
-                    if not event.startswith(b"id:"):
-                        continue  # retry: and keepalive comments
+                if header_left:
+                    header_left = False
+                else:
                     meter.now.frames += 1
-                    if sample is not None:
-                        data = event.split(b"\ndata: ", 1)[1]
-                        sample.message(orjson.loads(data), time.time() * 1000)
+                if sample is None or decoder is None:
+                    continue
+                arrived_ms = time.time() * 1000
+                messages, text = stream_messages(kind, text + decoder.decompress(data))
+                for message in messages:
+                    sample.message(orjson.loads(message), arrived_ms)
     except TimeoutError:
         pass
     except (asyncio.IncompleteReadError, ConnectionError):
@@ -184,6 +214,14 @@ async def sse_client(
         writer.close()
         if sample is not None and sample.last is not None:
             outcomes.last_seqs.append(sample.last)
+
+
+def content_coding(head: bytes) -> str:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-encoding":
+            return value.strip().decode("latin-1").lower()
+    return "identity"
 
 
 async def slow_client(target: Target, q: str, outcomes: Outcomes, stop_at: float) -> None:

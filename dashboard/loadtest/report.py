@@ -34,6 +34,10 @@ def summarize(
         for code, n in o["closed"].items():
             closed[code] = closed.get(code, 0) + n
     last = [s for o in outcomes for s in o["last_seqs"]]
+    codings: dict[str, int] = {}
+    for o in outcomes:
+        for coding, n in o.get("codings", {}).items():
+            codings[coding] = codings.get(coding, 0) + n
     ticks_per_s = steady.ticks * scale / seconds
     saturated = sorted({
         int(t) for t, i in reports
@@ -49,6 +53,8 @@ def summarize(
             "slow": sum(o["slow"] for o in outcomes),
             "slow_dropped": sum(o["slow_dropped"] for o in outcomes),
             "sampled": sampled,
+            #: SSE and /stream clients by the content coding the server chose for them.
+            "codings": codings,
         },
         "frames_total": total.frames,
         "ticks_total": total.ticks * scale,
@@ -87,7 +93,10 @@ def text(r: dict[str, Any]) -> str:
         f"{c['closed'] or '{}'}; {c['slow']} slow ({c['slow_dropped']} dropped by the server)",
         f"over {r['seconds']:.0f} s: {r['frames_per_s']:.0f} frames/s, "
         f"{r['ticks_per_s']:.0f} ticks/s delivered, {r['bytes_per_s'] / 1e6:.2f} MB/s, "
-        f"{fmt(r['bytes_per_tick'])} bytes/tick",
+        f"{fmt(r['bytes_per_tick'])} bytes/tick" + (
+            " (SSE and stream codings: " + ", ".join(
+                f"{k} {n} clients" for k, n in c["codings"].items()) + ")"
+            if c["codings"] else ""),
         f"latency tick ts → receipt (ms): p50 {fmt(lat['p50'])}  p90 {fmt(lat['p90'])}  "
         f"p99 {fmt(lat['p99'])}  max {fmt(lat['max'])}   ({c['sampled']} clients sampled)",
         f"gaps {r['gaps']}, conflated ticks {r['conflated_ticks']}, slowest healthy client "

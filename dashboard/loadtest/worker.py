@@ -10,13 +10,14 @@ from typing import Any
 
 from dashboard import tasks
 from dashboard.loadtest.clients import (
+    STREAM_PATHS,
     Meter,
     Outcomes,
     Sample,
     Target,
     query,
     slow_client,
-    sse_client,
+    stream_client,
     websocket_client,
 )
 
@@ -29,8 +30,10 @@ class Plan:
     index: int
     clients: int
     slow: int
-    transport: str  # ws | sse | mix
+    transport: str  # ws | sse | stream | mix (ws and sse)
     encoding: str
+    #: What SSE and /stream clients send as Accept-Encoding.
+    accept_encoding: str
     subscriptions: tuple[str | None, ...]  # per client, cycled; None = every symbol
     max_hz: float | None
     sample_every: int  # every n-th client decodes fully
@@ -75,9 +78,10 @@ async def run(plan: Plan, report: Any) -> None:
             continue
         sample = Sample(meter) if i % plan.sample_every == 0 else None
         kind = plan.transport if plan.transport != "mix" else rng.choice(("ws", "sse"))
-        if kind == "sse":
-            sse_q = query(plan.subscriptions[i % len(plan.subscriptions)], plan.max_hz, {})
-            coro = sse_client(plan.target, sse_q, sample, meter, outcomes, plan.stop_at)
+        if kind in STREAM_PATHS:
+            stream_q = query(plan.subscriptions[i % len(plan.subscriptions)], plan.max_hz, {})
+            coro = stream_client(plan.target, kind, stream_q, plan.accept_encoding, sample,
+                                 meter, outcomes, plan.stop_at)
         else:
             coro = websocket_client(plan.target, q, plan.encoding, sample, meter, outcomes,
                                     plan.stop_at)
@@ -85,7 +89,8 @@ async def run(plan: Plan, report: Any) -> None:
     await asyncio.gather(*tasks)
     await reporting
     report.put(("done", plan.index, asdict(outcomes) | {
-        "closed": dict(outcomes.closed), "healthy": plan.clients,
+        "closed": dict(outcomes.closed), "codings": dict(outcomes.codings),
+        "healthy": plan.clients,
         "sampled": len(range(0, plan.clients, plan.sample_every)),
     }))
 
