@@ -76,8 +76,10 @@ def ramp_s(clients: int) -> float:
 
 
 def run_one(
-    server_cmd: list[str], clients: int, encoding: str, duration_s: float
+    server_cmd: list[str], clients: int, encoding: str, duration_s: float,
+    *load_args: str,
 ) -> dict[str, Any]:
+    """One server, one load test of ``clients`` (``load_args``: more of its flags)."""
     server = ServerProcess(command=server_cmd, cpu=0)
     ramp = ramp_s(clients)
     try:
@@ -85,7 +87,7 @@ def run_one(
         report = loadtest(
             server.port, "--clients", str(clients), "--encoding", encoding,
             "--ramp-s", f"{ramp:g}", "--duration-s", f"{duration_s:g}",
-            "--sample", f"{min(1.0, 20 / clients):g}", cpu=1,
+            "--sample", f"{min(1.0, 20 / clients):g}", *load_args, cpu=1,
             timeout_s=duration_s + ramp + 120,
         )
         cpu = server.cpu_seconds() - cpu0
@@ -100,7 +102,7 @@ def run_one(
         "bytes_per_tick": report["bytes_per_tick"],
         "p50_ms": report["latency_ms"]["p50"], "p99_ms": report["latency_ms"]["p99"],
         "gaps": report["gaps_total"], "rss_mb": rss / 2**20,
-        "connected": report["clients"]["connected"],
+        "connected": report["clients"]["connected"], "codings": report["clients"]["codings"],
         "generator_saturated_s": len(report["load_generator_saturated_at"]),
     }
 

@@ -15,6 +15,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from dashboard.core.overload import Overload
 from dashboard.scaleout.health import BrokerHealth, BrokerState
 from feeds.base import FeedHealth, FeedState
 
@@ -68,6 +69,11 @@ class Metrics:
             "token, or a symbol the token does not allow (forbidden).",
             ["reason"], registry=r,
         )
+        self.overload_conflated_ticks = Counter(
+            "dashboard_overload_conflated_ticks",
+            "Ticks merged away because the server was overloaded (each batch conflated to "
+            "the latest tick per symbol before its fan-out).", registry=r,
+        )
         self.client_errors = Counter(
             "dashboard_client_errors", "Bad client requests and messages answered with an error.",
             ["code"], registry=r,
@@ -79,7 +85,7 @@ class Metrics:
             self.dead_peers.labels(t)
             for step in ("behind", "caught_up", "dropped"):
                 self.slow_client_steps.labels(t, step)
-        for reason in ("client_msgs", "max_connections", "max_connections_per_ip"):
+        for reason in ("client_msgs", "max_connections", "max_connections_per_ip", "overloaded"):
             self.rate_limit_rejections.labels(reason)
         for reason in ("missing", "expired", "invalid", "forbidden"):
             self.auth_rejections.labels(reason)
@@ -90,6 +96,9 @@ class Metrics:
             "Bytes handed to client sockets that the kernel has not taken yet (upper bound).",
             registry=self.registry,
         ).set_function(total)
+
+    def watch_overload(self, overload: Overload) -> None:
+        self.registry.register(_OverloadCollector(overload))
 
     def watch_feed(self, name: str, health: FeedHealth) -> None:
         self.registry.register(_FeedCollector(name, health))
@@ -135,6 +144,26 @@ class _SentCollector(Collector):
             nbytes.add_metric([transport], tally.bytes)
         yield frames
         yield nbytes
+
+
+class _OverloadCollector(Collector):
+    def __init__(self, overload: Overload) -> None:
+        self.overload = overload
+
+    def collect(self) -> Iterable[Metric]:
+        o = self.overload
+        yield GaugeMetricFamily(
+            "dashboard_overloaded", "1 while fan-outs outlast the batch interval: new streams "
+            "refused, batches conflated, the interval stretched.",
+            value=1.0 if o.overloaded else 0.0,
+        )
+        yield CounterMetricFamily(
+            "dashboard_overload_trips", "Times the server became overloaded.", value=o.trips
+        )
+        yield GaugeMetricFamily(
+            "dashboard_fanout_seconds", "How long the last batch's fan-out took.",
+            value=o.last_s,
+        )
 
 
 class _FeedCollector(Collector):

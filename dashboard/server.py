@@ -23,6 +23,7 @@ from dashboard.clock import now_ms
 from dashboard.config import Config
 from dashboard.core.batcher import Batch, Batcher
 from dashboard.core.hub import Hub
+from dashboard.core.overload import Overload
 from dashboard.core.params import MAX_CLIENT_MESSAGE_BYTES
 from dashboard.core.symbols import SymbolTable
 from dashboard.errors import BrokerError, ConfigError
@@ -200,6 +201,7 @@ class Server:
         return ServerState(
             config=c, table=table, batcher=batcher, hub=Hub(batcher, table),
             metrics=metrics, feed_name=feed.name, feed_health=feed.health, broker=health,
+            overload=Overload(c.batch_ms / 1000),
         )
 
     async def _edge_state(
@@ -220,6 +222,7 @@ class Server:
             config=self.config, table=table, batcher=batcher, metrics=metrics,
             hub=Hub(batcher, table, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000),
             feed_name=info.feed, feed_health=feed_health, broker=health,
+            overload=Overload(info.batch_ms / 1000),
         ), reader
 
     def _edge_batch(self, batch: Batch) -> None:
@@ -228,7 +231,7 @@ class Server:
         state.metrics.batches.inc()
         state.metrics.ticks_in.inc(len(batch.ticks))
         state.feed_health.message()
-        state.hub.publish(batch)
+        _fan_out(state, batch)
 
     def _edge_reset(self) -> None:
         assert self.state is not None
@@ -282,11 +285,12 @@ class Server:
             self._recorder = None
 
     async def _batch_clock(self, state: ServerState) -> None:
-        """Close a batch every ``batch_ms``, on a fixed grid so intervals do not drift."""
+        """Close a batch every ``batch_ms``, on a fixed grid so intervals do not drift
+        (stretched while the server is overloaded, see :mod:`dashboard.core.overload`)."""
         loop = asyncio.get_running_loop()
-        interval = self.config.batch_ms / 1000.0
         deadline = loop.time()
         while True:
+            interval = state.overload.wait_s()
             deadline += interval
             await asyncio.sleep(max(0.0, deadline - loop.time()))
             if loop.time() - deadline > interval:  # fell behind: skip, do not burst
@@ -297,7 +301,7 @@ class Server:
                 batch = state.batcher.close(now_ms())
                 if batch is not None:
                     state.metrics.batches.inc()
-                    state.hub.publish(batch)
+                    _fan_out(state, batch)
                     if self._publisher is not None:
                         self._publisher.notify()
             except Exception:
@@ -360,6 +364,14 @@ EDGE_WAIT_AHEAD_S = 5.0
 #: An edge whose broker is up but brings no batch for this long shows its feed as stale
 #: (the feed process stopped, or its own source went quiet).
 EDGE_FEED_STALE_S = 3.0
+
+
+def _fan_out(state: ServerState, batch: Batch) -> None:
+    """Publish ``batch`` to every client, timed for the overload check."""
+    started = time.perf_counter()
+    conflated = state.hub.publish(batch, conflate=state.overload.overloaded)
+    state.overload.fanned_out(time.perf_counter() - started)
+    state.metrics.overload_conflated_ticks.inc(conflated)
 
 
 def _watch_edge_feed(health: FeedHealth) -> None:

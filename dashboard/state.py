@@ -10,6 +10,7 @@ from dashboard.clock import now_ms
 from dashboard.config import Config
 from dashboard.core.batcher import Batcher
 from dashboard.core.hub import Hub
+from dashboard.core.overload import Overload
 from dashboard.core.symbols import SymbolTable
 from dashboard.metrics import Metrics
 from dashboard.scaleout.health import BrokerHealth, BrokerState
@@ -45,6 +46,8 @@ class ServerState:
     metrics: Metrics
     feed_name: str
     feed_health: FeedHealth
+    #: Whether fan-outs keep up with the batches (see dashboard.core.overload).
+    overload: Overload
     #: None with the in-process broker.
     broker: BrokerHealth | None = None
     started_ms: float = field(default_factory=now_ms)
@@ -56,6 +59,7 @@ class ServerState:
         self.metrics.watch_outstanding(
             lambda: sum(client.outstanding_bytes for client in self.clients)
         )
+        self.metrics.watch_overload(self.overload)
 
     @property
     def degraded(self) -> bool:

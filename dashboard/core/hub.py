@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dashboard.core.batcher import Batch, Batcher, Seq
-from dashboard.core.conflation import Conflator
+from dashboard.core.conflation import Conflator, latest_per_symbol
 from dashboard.core.messages import batch_message, snapshot_message
 from dashboard.core.payload import Form, Payload
 from dashboard.core.symbols import Selection, SymbolTable
@@ -215,12 +215,17 @@ class Hub:
             payload = self._catch_ups[key] = merged.take(self.table.array)[0]
         return payload
 
-    def _batch_payload(self, batch: Batch, selection: Selection) -> Payload:
+    def _batch_payload(self, batch: Batch, selection: Selection, conflated: int = 0) -> Payload:
+        """``conflated``: the batch was merged to the latest tick per symbol, this many
+        ticks fewer; its message says so, as a merged one does (``first_seq`` its own)."""
         key = (batch.seq, selection.key)
         payload = self._recent.get(key)
         if payload is None:
             ticks = selection.select(batch.ticks)
-            payload = Payload(batch_message(batch, ticks, self.table.array), batch, ticks)
+            payload = Payload(batch_message(
+                batch, ticks, self.table.array, first_seq=batch.seq if conflated else None,
+                conflated=conflated,
+            ), batch, ticks)
             self._recent[key] = payload
             if len(self._recent) > MAX_RECENT_PAYLOADS:
                 self._recent.popitem(last=False)
@@ -248,17 +253,26 @@ class Hub:
                 sub.deliver(data, after_pending=True)
         self._start_waiting(lambda _, __: True, now_ms)
 
-    def publish(self, batch: Batch) -> None:
+    def publish(self, batch: Batch, conflate: bool = False) -> int:
+        """Fan ``batch`` out; with ``conflate`` (an overloaded server, see
+        :mod:`dashboard.core.overload`), merged to the latest tick per symbol first.
+        Returns how many ticks that merged away."""
         self._snapshots.clear()
         self._catch_ups.clear()
         self._budget.reset()
+        conflated = 0
+        if conflate:
+            merged = latest_per_symbol(batch.ticks)
+            conflated = len(batch.ticks) - len(merged)
+            batch = Batch(batch.seq, batch.ts, merged)
         payloads: dict[Selection, Payload] = {}
         for (selection, form), group in list(self._groups.items()):
             payload = payloads.get(selection)
             if payload is None:
-                payload = payloads[selection] = self._batch_payload(batch, selection)
+                payload = payloads[selection] = self._batch_payload(batch, selection, conflated)
             data = payload.form(form, self._budget)
             for sub in tuple(group):
                 sub.offer(payload, data)
         if self._ahead:  # after the fan-out: their replay includes this batch
             self._start_waiting(lambda since, _: since <= batch.seq, batch.ts)
+        return conflated

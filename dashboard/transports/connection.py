@@ -2,9 +2,9 @@
 fed by the hub through its outlet, and kept by the server's housekeeping.
 
 Admission, in order: the page's origin → the request → its token → a server going away →
-the connection caps. A stream answers every refusal with an HTTP status; a WebSocket
-answers the first two before it upgrades and the rest with a close code after, since a
-browser cannot read the status of a failed upgrade.
+an overloaded server → the connection caps. A stream answers every refusal with an HTTP
+status; a WebSocket answers the first two before it upgrades and the rest with a close
+code after, since a browser cannot read the status of a failed upgrade.
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ class Connection(Outlet, BaseHandler):
             return Refusal(e, status, CLOSE_POLICY, f"{e.code}: {e.message}")
         if self.state.stopping:
             return Refusal.of(BadRequest("server going away"), 503, CLOSE_GOING_AWAY)
+        if self.state.overload.overloaded:
+            self.state.metrics.rate_limit_rejections.labels("overloaded").inc()
+            return Refusal.of(BadRequest("server overloaded"), 503, CLOSE_TRY_AGAIN_LATER)
         refused = self.state.admit(self, self.request.remote_ip or "")
         if refused is not None:
             full = BadRequest(f"server full ({refused})")

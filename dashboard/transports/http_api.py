@@ -37,6 +37,7 @@ class HealthHandler(BaseHandler):
             "seq": s.batcher.seq,
             "symbols": len(s.table),
             "connections": len(s.clients),
+            "overloaded": s.overload.overloaded,
             "feeds": [{"name": s.feed_name, **s.feed_health.as_json()}],
             "broker": s.broker.as_json() if s.broker else {"url": "memory", "state": "connected"},
             "uptime_s": round((now_ms() - s.started_ms) / 1000, 3),
