@@ -19,6 +19,7 @@ from dashboard import __version__, tasks
 from dashboard.argtypes import OneLineParser, number, symbol_names
 from dashboard.config import Config
 from dashboard.core import auth
+from dashboard.core.client_address import Network, networks
 from dashboard.errors import ConfigError, DashboardError
 from dashboard.server import Server
 from dashboard.tasks import first
@@ -48,6 +49,13 @@ def _origins(raw: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(f"expected origins like https://app.example, "
                                          f"got {bad[0]!r}")
     return origins
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    try:
+        return networks(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _option(raw: str) -> tuple[str, str]:
@@ -132,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
       help="streaming connections per client address; 0: no cap (default %(default)s)")
     a("--allowed-origins", type=_origins, default=d.allowed_origins, metavar="ORIGINS",
       help="other sites' pages allowed to stream from here: https://a.example,https://b.example")
+    a("--trusted-proxies", type=_networks, default=d.trusted_proxies, metavar="CIDRS",
+      help="proxies (load balancers) whose X-Forwarded-For or Forwarded header names the "
+           "client, for the per-address cap and the logs: 127.0.0.1/32,10.0.0.0/8")
     a("--auth-token-secret", metavar="SECRET",
       help=f"turn auth on: streams and the API then need a token signed with SECRET (at "
            f"least {auth.MIN_SECRET_BYTES} bytes; mint one with market-dashboard-token). "
@@ -179,7 +190,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         slow_client_timeout_s=ns.slow_client_timeout,
         max_client_msgs_per_s=ns.max_client_msgs_per_s,
         max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
-        allowed_origins=ns.allowed_origins, auth_token_secret=secret,
+        allowed_origins=ns.allowed_origins, trusted_proxies=ns.trusted_proxies,
+        auth_token_secret=secret,
         certfile=ns.certfile, keyfile=ns.keyfile,
         broker=ns.broker, role=ns.role, workers=ns.workers, reuse_port=ns.reuse_port,
     )

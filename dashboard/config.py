@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dashboard.core.client_address import Network
 from dashboard.core.flow import Pace
 
 
@@ -55,6 +56,9 @@ class Config:
     #: Cross-origin pages allowed to open streams (``https://app.example``); the page's own
     #: origin and clients that send no Origin (not browsers) are always allowed.
     allowed_origins: tuple[str, ...] = ()
+    #: Proxies whose forwarding headers tell the client's address (see
+    #: :mod:`dashboard.core.client_address`); from any other peer they are ignored.
+    trusted_proxies: tuple[Network, ...] = ()
     #: Turns auth on: the HMAC secret of the signed tokens (see :mod:`dashboard.core.auth`) that
     #: streams and the API then require. Never shown: not in the repr, logs or /healthz.
     auth_token_secret: bytes | None = field(default=None, repr=False)

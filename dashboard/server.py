@@ -86,7 +86,8 @@ def make_app(state: ServerState, clients: bool = True) -> tornado.web.Applicatio
             (r"/ws", WebSocketHandler, s),
             (r"/sse", SSEHandler, s),
             (r"/stream", NDJSONHandler, s),
-            (r"/(.*)", PageHandler, {"path": str(web_dir()), "default_filename": "index.html"}),
+            (r"/(.*)", PageHandler, {"path": str(web_dir()), "default_filename": "index.html",
+                                     "trusted_proxies": state.config.trusted_proxies}),
         ]
     return tornado.web.Application(
         routes,

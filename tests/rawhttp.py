@@ -17,8 +17,12 @@ class Head:
 
 
 class RawConnection:
-    def __init__(self, port: int, rcvbuf: int | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(self, port: int, rcvbuf: int | None = None, timeout_s: float = 5.0,
+                 source: str | None = None) -> None:
+        """``source``: connect from this loopback address (127.0.0.0/8 is all ours)."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:
+            self.sock.bind((source, 0))
         # Small writes leave at once: Nagle would hold a second one for the ACK of the first.
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if rcvbuf is not None:  # a small window fills (and stays full) fast

@@ -59,6 +59,8 @@ class _At:
     (["--feed", "nasdaq-direct"], "--feed"),
     (["--no-such-flag"], "--no-such-flag"),
     (["--broker", "kafka://x"], "--broker"),
+    (["--trusted-proxies", "10.0.0.0/33"], "--trusted-proxies"),
+    (["--trusted-proxies", "nginx"], "--trusted-proxies"),
     (["--role", "edge"], "--role"),
     (["--role", "feed"], "--role"),
     (["--role", "middle", "--broker", "redis://127.0.0.1:1/0"], "--role"),

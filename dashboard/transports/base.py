@@ -8,15 +8,29 @@ import urllib.parse
 from types import TracebackType
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 from tornado.log import app_log, gen_log
 
 from dashboard.core import auth
+from dashboard.core.client_address import Network, client_address
 from dashboard.core.symbols import IndexArray
 from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
 from dashboard.state import ServerState
 from dashboard.transports.access_log import summary
 from dashboard.wire import codecs
+
+
+def resolve_client(request: tornado.httputil.HTTPServerRequest,
+                   trusted: tuple[Network, ...]) -> None:
+    """Behind a trusted proxy, the request's ``remote_ip`` becomes the client's own (see
+    :mod:`dashboard.core.client_address`): the caps, the logs and everything else read it."""
+    if trusted:
+        headers = request.headers
+        request.remote_ip = client_address(
+            request.remote_ip or "", headers.get_list("X-Forwarded-For"),
+            headers.get_list("Forwarded"), trusted,
+        )
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -27,6 +41,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def initialize(self, state: ServerState) -> None:
         self.state = state
+
+    def prepare(self) -> None:
+        resolve_client(self.request, self.state.config.trusted_proxies)
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")

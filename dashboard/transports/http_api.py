@@ -10,9 +10,10 @@ import orjson
 import tornado.web
 
 from dashboard.clock import now_ms
+from dashboard.core.client_address import Network
 from dashboard.core.params import bars_request
 from dashboard.errors import BadRequest
-from dashboard.transports.base import BaseHandler
+from dashboard.transports.base import BaseHandler, resolve_client
 from dashboard.wire import codecs
 
 #: The page may run only its own scripts and talk only to its own origin. Inline *styles*
@@ -87,6 +88,15 @@ class BarsHandler(BaseHandler):
 
 class PageHandler(tornado.web.StaticFileHandler):
     """The dashboard page and its assets, with a CSP that allows only the page's own code."""
+
+    def initialize(  # type: ignore[override]
+        self, path: str, default_filename: str, trusted_proxies: tuple[Network, ...] = (),
+    ) -> None:
+        super().initialize(path, default_filename)
+        self.trusted_proxies = trusted_proxies
+
+    def prepare(self) -> None:
+        resolve_client(self.request, self.trusted_proxies)
 
     def get_content_type(self) -> str:
         """Module scripts must be served as JavaScript, and ``.mjs`` is not in every
