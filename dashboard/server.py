@@ -28,6 +28,7 @@ from dashboard.core.params import MAX_CLIENT_MESSAGE_BYTES
 from dashboard.core.symbols import SymbolTable
 from dashboard.errors import BrokerError, ConfigError
 from dashboard.feed_loader import build_feed
+from dashboard.feed_supervisor import FeedSupervisor
 from dashboard.metrics import Metrics
 from dashboard.scaleout.codec import FeedInfo
 from dashboard.scaleout.health import BrokerHealth, redacted
@@ -127,7 +128,9 @@ class Server:
 
     def __init__(self, config: Config, feed: Feed | None = None) -> None:
         self.config = config
-        self.feed = None if config.role == "edge" else (feed or build_feed(config))
+        self._supervisor = None if config.role == "edge" else FeedSupervisor(
+            feed or build_feed(config), rebuild=None if feed else lambda: build_feed(config)
+        )
         self._redis: Redis | None = None
         self._tls = tls_context(config.certfile, config.keyfile) if (
             config.certfile and config.keyfile) else None
@@ -142,6 +145,11 @@ class Server:
         #: serving frozen data.
         self.failed = asyncio.Event()
         self.failure: Exception | None = None
+
+    @property
+    def feed(self) -> Feed | None:
+        """The running feed (a new instance after a restart); None on an edge."""
+        return None if self._supervisor is None else self._supervisor.feed
 
     @property
     def url(self) -> str:
@@ -255,19 +263,9 @@ class Server:
         self.failed.set()
 
     async def _pump_feed(self, state: ServerState) -> None:
-        assert self.feed is not None
-        try:
-            async for ticks in self.feed:
-                self._take(state, ticks)
-        except Exception:
-            log.exception("feed %s failed; no more ticks will arrive", self.feed.name)
-            return
-        if state.stopping:
-            return
-        if self.feed.health.state is FeedState.STOPPED:  # a replay that finished, say
-            log.info("feed %s ended", self.feed.name)
-        else:
-            log.error("feed %s ended; no more ticks will arrive", self.feed.name)
+        assert self._supervisor is not None
+        await self._supervisor.run(lambda ticks: self._take(state, ticks),
+                                   lambda: state.stopping)
 
     def _take(self, state: ServerState, ticks: Ticks) -> None:
         state.batcher.add(ticks)

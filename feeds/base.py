@@ -82,6 +82,7 @@ class FeedState(enum.Enum):
     STALE = "stale"  # connected, but nothing (not even a heartbeat) for a while
     RECONNECTING = "reconnecting"
     STOPPED = "stopped"
+    FAILED = "failed"  # its iteration raised: the server restarts it with backoff
 
 
 @dataclass

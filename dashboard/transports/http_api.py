@@ -15,6 +15,7 @@ from dashboard.core.params import bars_request
 from dashboard.errors import BadRequest
 from dashboard.transports.base import BaseHandler, resolve_client
 from dashboard.wire import codecs
+from feeds.base import FeedState
 
 #: The page may run only its own scripts and talk only to its own origin. Inline *styles*
 #: are allowed: the chart library styles its own elements (its attribution logo) inline,
@@ -29,7 +30,8 @@ CONTENT_SECURITY_POLICY = (
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         s = self.state
-        status = "stopping" if s.stopping else "degraded" if s.degraded else "ok"
+        failed = s.feed_health.state is FeedState.FAILED
+        status = "stopping" if s.stopping else "degraded" if s.degraded or failed else "ok"
         self.write_json(orjson.dumps({
             "status": status,
             "role": s.config.role,
