@@ -161,7 +161,7 @@ class _OverloadCollector(Collector):
             "dashboard_overload_trips", "Times the server became overloaded.", value=o.trips
         )
         yield GaugeMetricFamily(
-            "dashboard_fanout_seconds", "How long the last batch's fan-out took.",
+            "dashboard_fanout_seconds", "CPU time the last batch's fan-out took.",
             value=o.last_s,
         )
 

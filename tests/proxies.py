@@ -13,6 +13,7 @@ from pathlib import Path
 from tests.redis_server import free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def haproxy_config(port: int, backend_port: int) -> str:
@@ -37,12 +38,66 @@ backend edges
 """
 
 
+def nginx_config(port: int, backend_port: int, prefix: str, upgrades: bool = True) -> str:
+    """The guide's server block, with one edge and no TLS; without ``upgrades``, the plain
+    ``proxy_pass`` of a proxy that passes no WebSocket upgrade."""
+    ws = """
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";""" if upgrades else ""
+    return f"""
+daemon off;
+user root;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    upstream dashboard_edges {{
+        server 127.0.0.1:{backend_port} max_fails=0;
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location /ws {{
+            proxy_pass http://dashboard_edges;{ws}
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }}
+        location ~ ^/(sse|stream)$ {{
+            proxy_pass http://dashboard_edges;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_buffering off;
+            proxy_cache off;
+            gzip off;
+            proxy_read_timeout 3600s;
+        }}
+        location / {{
+            proxy_pass http://dashboard_edges;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
 class Proxy:
     """A proxy process listening on ``port``, stopped with :meth:`stop`."""
 
-    def __init__(self, command: list[str], config: str, port: int) -> None:
+    def __init__(self, command: list[str], config: str, port: int,
+                 workdir: tempfile.TemporaryDirectory[str] | None = None) -> None:
         self.port = port
-        self._dir = tempfile.TemporaryDirectory()
+        self._dir = workdir or tempfile.TemporaryDirectory()
         self.config_path = Path(self._dir.name) / "proxy.conf"
         self.config_path.write_text(config)
         self.proc = subprocess.Popen([*command, str(self.config_path)],
@@ -68,3 +123,9 @@ class Proxy:
 def haproxy(backend_port: int) -> Proxy:
     port = free_port()
     return Proxy([HAPROXY, "-db", "-f"], haproxy_config(port, backend_port), port)
+
+
+def nginx(backend_port: int, upgrades: bool = True) -> Proxy:
+    port, workdir = free_port(), tempfile.TemporaryDirectory()
+    config = nginx_config(port, backend_port, workdir.name, upgrades)
+    return Proxy([NGINX, "-p", workdir.name, "-c"], config, port, workdir)

@@ -1,5 +1,5 @@
-"""Whether the server keeps up with its own batches, judged from how long each fan-out took
-against the batch interval. No clock of its own: the caller times each fan-out.
+"""Whether the server keeps up with its own batches, judged from the CPU time each fan-out
+took against the batch interval. No clock of its own: the caller times each fan-out.
 
 When fan-outs outlast the interval, every batch waits for the one before and holds more
 ticks, whose fan-out takes longer still: latency would grow without bound. Overloaded —
