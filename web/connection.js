@@ -17,6 +17,8 @@
 import { inflateSync, strFromU8 } from "./vendor/fflate.mjs";
 
 const MAX_BACKOFF_MS = 15000;
+// On the SSE fallback, how often to see whether WebSocket gets through again.
+const UPGRADE_AFTER_MS = 60000;
 
 /** `path` on the server at `base`, with `query` (null values left out) and `token`. */
 export function serverUrl(path, query, { base = location.href, token = null } = {}) {
@@ -137,7 +139,9 @@ const TRANSPORTS = {
  * @param {string|null} [options.token] sent as `token=`: browsers cannot set a header on
  *   EventSource or WebSocket
  * @param {string|null} [options.transport] "ws", "sse" or "stream" only; default: WebSocket,
- *   then SSE after two WebSocket connects fail without opening
+ *   then SSE after two WebSocket connects fail while the server answers plain HTTP (a
+ *   server that is down is waited for, not fallen back from); back to WebSocket when the
+ *   fallback stream drops, or when a WebSocket tried every `upgradeAfterMs` opens
  * @param {string|null} [options.encoding] WebSocket frames: "br", "deflate" or "json";
  *   default br where DecompressionStream('brotli') exists, deflate otherwise
  * @param {() => number|null} [options.since] the last seq applied, to resume from
@@ -146,12 +150,13 @@ const TRANSPORTS = {
  *   encoding: string|null}) => void} [options.onStatus]
  * @param {(wireBytes: number, jsonBytes: number) => void} [options.onBytes]
  * @param {() => void} [options.onHeartbeat] an idle stream's heartbeat arrived
+ * @param {number} [options.upgradeAfterMs] on the SSE fallback, how often to try WebSocket
  * @returns {{stop: () => void}}
  */
 export function connect({
   base = location.href, query = {}, token = null, transport = null, encoding = null,
   since = () => null, onMessage, onStatus = () => {}, onBytes = () => {},
-  onHeartbeat = () => {},
+  onHeartbeat = () => {}, upgradeAfterMs = UPGRADE_AFTER_MS,
 }) {
   const forced = TRANSPORTS[transport] ? transport : null;
   const wsEncoding = encoding || (supports("brotli") ? "br" : "deflate");
@@ -160,6 +165,7 @@ export function connect({
   let close = null;
   let timer = 0;
   let wsFailures = 0;
+  let upgradeTimer = 0;
   let stopped = false;
 
   const report = (state) => { status.state = state; onStatus({ ...status }); };
@@ -174,6 +180,7 @@ export function connect({
       open: (t, enc) => {
         status.transport = t; status.encoding = enc; status.attempt = 0;
         if (t === "ws") wsFailures = 0;
+        else if (!forced) upgradeLater();
         report("live");
       },
       message: onMessage,
@@ -183,12 +190,27 @@ export function connect({
     }, wsEncoding);
   }
 
-  function down(opened, code) {
-    close = null;
-    if (stopped) return;
-    if (kind === "ws" && !opened && !forced && ++wsFailures >= 2) {
-      kind = "sse"; // WebSocket does not get through here (a proxy?): fall back
+  /** Does the server answer plain HTTP? Any status will do: it is WebSocket that fails. */
+  async function httpGetsThrough() {
+    try {
+      await fetch(serverUrl("healthz", {}, { base }), { cache: "no-store" });
+      return true;
+    } catch {
+      return false;
     }
+  }
+
+  async function down(opened, code) {
+    close = null;
+    clearTimeout(upgradeTimer);
+    if (stopped) return;
+    if (kind === "ws" && !opened && !forced && await httpGetsThrough() && ++wsFailures >= 2) {
+      kind = "sse"; // the server answers, but WebSocket does not get through (a proxy?)
+    } else if (kind !== "ws" && !forced) {
+      kind = "ws"; // a fallback stream dropped: the server may be back, WebSocket and all
+      wsFailures = 0;
+    }
+    if (stopped) return;
     if (code === 1008) console.warn("server refused the connection (policy)");
     status.attempt += 1;
     report("reconnecting");
@@ -198,11 +220,32 @@ export function connect({
     timer = setTimeout(open, delay / 2 + Math.random() * delay / 2);
   }
 
+  /** Live on the fallback: now and then, see whether WebSocket gets through after all (the
+   * proxy was fixed, the page moved networks); if it opens, switch to it, resuming. */
+  function upgradeLater() {
+    clearTimeout(upgradeTimer);
+    upgradeTimer = setTimeout(() => {
+      const probe = new WebSocket(Object.assign(url("ws"), {
+        protocol: new URL(base).protocol === "https:" ? "wss:" : "ws:",
+      }));
+      probe.onopen = () => {
+        probe.close();
+        if (stopped || kind === "ws") return;
+        if (close) close();
+        kind = "ws";
+        wsFailures = 0;
+        open();
+      };
+      probe.onerror = () => { if (!stopped && kind !== "ws") upgradeLater(); };
+    }, upgradeAfterMs);
+  }
+
   open();
   return {
     stop() {
       stopped = true;
       clearTimeout(timer);
+      clearTimeout(upgradeTimer);
       if (close) close();
       close = null;
     },

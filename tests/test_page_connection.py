@@ -1,0 +1,56 @@
+"""The page's connection in Chromium when the server goes away and when a proxy passes no
+upgrades: back on WebSocket after a restart, live over SSE behind such a proxy."""
+
+from __future__ import annotations
+
+import shutil
+
+from tests import test_page
+from tests.conftest import require
+from tests.proxies import NGINX, nginx
+from tests.test_page import CONFIG, Page
+from tests.threaded import ServerThread
+
+#: Debian's Chromium, as in tests/test_page.py.
+browser = test_page.browser
+
+
+def test_after_a_restart_the_page_is_back_on_websocket_resumed_with_since(browser):
+    server = ServerThread(CONFIG).start()
+    try:
+        page = Page(browser, server.url)
+        sockets: list[str] = []
+        page.page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.wait_state("live")
+        page.wait_applied(10)
+        assert page.view()["transport"] == "ws"
+        server.stop()
+        page.wait_state("reconnecting")
+        page.page.wait_for_timeout(1500)  # several connects fail while nothing listens
+        server.start()
+        page.page.wait_for_function(
+            "() => window.__dashboard.view.state === 'live' && window.__dashboard.view.resets > 0",
+            timeout=20000)
+        view = page.view()
+        assert view["transport"] == "ws", view  # not stuck on the SSE fallback
+        assert "since=" in sockets[-1], sockets
+        page.close()
+    finally:
+        server.close()
+
+
+def test_behind_a_proxy_that_passes_no_upgrade_the_page_is_live_over_sse(browser):
+    require(shutil.which(NGINX) is not None, "Debian's nginx")
+    server = ServerThread(CONFIG).start()
+    proxy = nginx(server.port, upgrades=False)
+    try:
+        page = Page(browser, f"http://127.0.0.1:{proxy.port}/")
+        page.wait_state("live", timeout_ms=20000)
+        page.wait_applied(20)
+        view = page.view()
+        assert view["transport"] == "sse" and view["gaps"] == 0, view
+        page.close()
+    finally:
+        proxy.stop()
+        server.close()
+
