@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from dashboard.core.batcher import Batcher
-from dashboard.core.conflation import MERGE_AFTER, Conflator, latest_per_symbol
+from dashboard.core.conflation import MERGE_AFTER, MERGE_ROWS, Conflator, latest_per_symbol
 from dashboard.core.flow import Outbox, Pace, Phase
 from dashboard.core.limits import TokenBucket
 from dashboard.core.messages import batch_message
@@ -117,6 +117,19 @@ def test_memory_is_bounded_by_symbols_not_by_how_long_a_client_is_behind():
     msg = message(c.take(TABLE.array)[0].json)
     assert msg["conflated"] == 10 * MERGE_AFTER - 3
     assert sum(msg["ticks"]["size"]) == 100 * 10 * MERGE_AFTER
+
+
+def test_big_batches_merge_at_once_and_no_shared_payload_stays_pinned():
+    """A client behind at 50,000 ticks/s holds rows bounded by its symbols, not 16 batches
+    of thousands of rows, and drops the first batch's shared bytes once it is not alone."""
+    b, c = Batches(), Conflator()
+    big = [(i % 3, 10.0 + i / 100, i, 1) for i in range(MERGE_ROWS // 2 + 1)]
+    first = b.next(big)
+    hold(c, first)
+    assert c._first is first
+    hold(c, b.next(big))
+    assert c._first is None
+    assert sum(len(p) for p in c._parts) <= len(NAMES)  # merged: over MERGE_ROWS
 
 
 # -- the ladder -------------------------------------------------------------------------------

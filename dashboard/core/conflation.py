@@ -23,6 +23,9 @@ from feeds.base import Ticks
 #: Batches held as shared views before they are merged into one: merging is cheap but not
 #: free, and a client that is throttled to a few Hz usually holds only a few.
 MERGE_AFTER = 16
+#: ... or as soon as they hold this many rows: what a client that is behind pins stays
+#: bounded by its symbols, not by how many ticks a second the feed makes.
+MERGE_ROWS = 1024
 
 
 def latest_per_symbol(ticks: Ticks) -> Ticks:
@@ -51,6 +54,7 @@ class Conflator:
         self._last: Batch | None = None
         self._first_seq: Seq = 0
         self._batches = 0
+        self._rows = 0
         self.ticks_in = 0
 
     def __bool__(self) -> bool:
@@ -61,17 +65,21 @@ class Conflator:
         payload every client got for it, sent as is if it turns out to be alone."""
         if not self._batches:
             self._first, self._first_seq = shared, batch.seq
+        else:
+            self._first = None  # not alone: never sent as is, so not pinned either
         self._batches += 1
         self._last = batch
         self._parts.append(ticks)
+        self._rows += len(ticks)
         self.ticks_in += len(ticks)
-        if len(self._parts) > MERGE_AFTER:
+        if len(self._parts) > MERGE_AFTER or self._rows > MERGE_ROWS:
             self._parts = [latest_per_symbol(Ticks.concat(self._parts))]
+            self._rows = len(self._parts[0])
 
     def restrict(self, keep: Callable[[Ticks], Ticks]) -> None:
         """Drop held ticks of symbols the client no longer subscribes to."""
         self._parts = [keep(part) for part in self._parts]
-        self.ticks_in = sum(len(part) for part in self._parts)
+        self.ticks_in = self._rows = sum(len(part) for part in self._parts)
         self._first = None  # the shared bytes may hold a dropped symbol
 
     def take(self, names: npt.NDArray[np.object_]) -> tuple[Payload, int]:

@@ -9,7 +9,6 @@ is counted where it is written (the transports' outlet), whoever asked for it.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -20,6 +19,7 @@ from dashboard.core.batcher import Batch, Batcher, Seq
 from dashboard.core.conflation import Conflator, latest_per_symbol
 from dashboard.core.messages import batch_message, snapshot_message
 from dashboard.core.payload import Form, Payload
+from dashboard.core.recent import RecentPayloads
 from dashboard.core.symbols import Selection, SymbolTable
 from dashboard.wire.codecs import CompressionBudget
 
@@ -27,8 +27,6 @@ from dashboard.wire.codecs import CompressionBudget
 #: replaying minutes of batches one by one would cost the server (and every other client)
 #: far more than the client gains from seeing each of them.
 MAX_EXACT_REPLAY = 200
-#: Encoded batch payloads kept for resumes (each holds every form built for it).
-MAX_RECENT_PAYLOADS = 1024
 MAX_CACHED_SNAPSHOTS = 64
 
 
@@ -69,7 +67,7 @@ class Hub:
         self._budget = CompressionBudget()
         #: Recent batch payloads by (seq, selection): live fan-out fills it, so clients
         #: resuming after a blip replay bytes that were already encoded.
-        self._recent: OrderedDict[tuple[Seq, frozenset[int] | None], Payload] = OrderedDict()
+        self._recent = RecentPayloads()
 
     def __len__(self) -> int:
         return len(self._member)
@@ -226,9 +224,7 @@ class Hub:
                 batch, ticks, self.table.array, first_seq=batch.seq if conflated else None,
                 conflated=conflated,
             ), batch, ticks)
-            self._recent[key] = payload
-            if len(self._recent) > MAX_RECENT_PAYLOADS:
-                self._recent.popitem(last=False)
+            self._recent.put(key, payload)
         return payload
 
     def snapshot(self, indices: npt.NDArray[np.int32] | None, now_ms: float) -> Payload:
@@ -275,4 +271,5 @@ class Hub:
                 sub.offer(payload, data)
         if self._ahead:  # after the fan-out: their replay includes this batch
             self._start_waiting(lambda since, _: since <= batch.seq, batch.ts)
+        self._recent.settle(self.batcher.oldest_seq)
         return conflated

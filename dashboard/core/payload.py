@@ -78,6 +78,11 @@ class Payload:
         self._forms: dict[Form, bytes] = {}
 
     @property
+    def nbytes(self) -> int:
+        """The bytes of every form built so far, the JSON included."""
+        return len(self._json or b"") + sum(len(data) for data in self._forms.values())
+
+    @property
     def json(self) -> bytes:
         if self._json is None:
             self._json = codecs.dumps(self.message)
