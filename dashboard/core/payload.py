@@ -77,6 +77,13 @@ class Payload:
         self._json: bytes | None = None
         self._forms: dict[Form, bytes] = {}
 
+    def compact(self) -> None:
+        """Keep the encoded bytes only: the message's columns (copies of the batch's, as
+        JSON-ready arrays) go, and every form still to be built comes from the JSON."""
+        json = self.json
+        self.message = {"type": self.message["type"], "seq": self.message.get("seq")}
+        self._json = json
+
     @property
     def nbytes(self) -> int:
         """The bytes of every form built so far, the JSON included."""
