@@ -46,6 +46,8 @@ def test_symbols_encoding_since_and_max_hz_are_parsed():
     ({}, "abc", BadRequest),
     ({}, "١٢", BadRequest),  # non-ASCII digits
     ({"max_hz": "0"}, None, BadRequest),
+    ({"max_hz": "1e-300"}, None, BadRequest),  # no frame would ever come
+    ({"max_hz": "0.0002"}, None, BadRequest),
     ({"max_hz": "nan"}, None, BadRequest),
     ({"max_hz": "fast"}, None, BadRequest),
 ])

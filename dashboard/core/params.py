@@ -70,6 +70,11 @@ def parse_seq(raw: str | None, name: str) -> Seq | None:
     return seq
 
 
+#: The slowest pace a client may ask for: one frame an hour. Below it (``max_hz=1e-300``)
+#: no frame would ever come, and the connection would only hold a slot.
+MIN_MAX_HZ = 1 / 3600
+
+
 def parse_max_hz(raw: str | None) -> float | None:
     if raw is None or raw == "":
         return None
@@ -79,6 +84,9 @@ def parse_max_hz(raw: str | None) -> float | None:
         raise BadRequest(f"max_hz must be a positive number, got {raw[:40]!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise BadRequest(f"max_hz must be a positive number, got {raw[:40]!r}")
+    if value < MIN_MAX_HZ:
+        raise BadRequest(f"max_hz must be at least {MIN_MAX_HZ:.6f} (one frame an hour), "
+                         f"got {raw[:40]!r}")
     return value
 
 
