@@ -26,7 +26,9 @@ def test_after_a_restart_the_page_is_back_on_websocket_resumed_with_since(browse
         assert page.view()["transport"] == "ws"
         server.stop()
         page.wait_state("reconnecting")
-        page.page.wait_for_timeout(1500)  # several connects fail while nothing listens
+        # Several connects fail while nothing listens: what used to switch it to SSE for good.
+        page.page.wait_for_function("() => window.__dashboard.view.attempt >= 3",
+                                    timeout=15000)
         server.start()
         page.page.wait_for_function(
             "() => window.__dashboard.view.state === 'live' && window.__dashboard.view.resets > 0",
