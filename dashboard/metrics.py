@@ -74,6 +74,13 @@ class Metrics:
             "Ticks merged away because the server was overloaded (each batch conflated to "
             "the latest tick per symbol before its fan-out).", registry=r,
         )
+        self.heads_refused = Counter(
+            "dashboard_http_heads_refused",
+            "Connections refused for their request head: too_large (answered 431) or timeout "
+            "(no complete head within the head timeout of connecting).", ["reason"], registry=r,
+        )
+        for reason in ("too_large", "timeout"):  # both series from the start, at 0
+            self.heads_refused.labels(reason)
         self.client_errors = Counter(
             "dashboard_client_errors", "Bad client requests and messages answered with an error.",
             ["code"], registry=r,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
@@ -34,6 +33,7 @@ from dashboard.scaleout.codec import FeedInfo
 from dashboard.scaleout.health import BrokerHealth, redacted
 from dashboard.state import ServerState
 from dashboard.transports.access_log import log_request
+from dashboard.transports.head_guard import HeadGuardedServer
 from dashboard.transports.http_api import (
     BarsHandler,
     HealthHandler,
@@ -135,7 +135,7 @@ class Server:
         self._tls = tls_context(config.certfile, config.keyfile) if (
             config.certfile and config.keyfile) else None
         self.port = 0
-        self._http: tornado.httpserver.HTTPServer | None = None
+        self._http: HeadGuardedServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._recorder: RecordWriter | None = None
         self._publisher: Publisher | None = None
@@ -177,10 +177,10 @@ class Server:
         )
         self.port = sockets[0].getsockname()[1]
         guard_tornado_logs()
-        self._http = tornado.httpserver.HTTPServer(
-            make_app(state, clients=c.role != "feed"), idle_connection_timeout=60,
-            max_header_size=MAX_HEADER_BYTES, max_body_size=MAX_BODY_BYTES,
-            ssl_options=self._tls,
+        self._http = HeadGuardedServer(
+            make_app(state, clients=c.role != "feed"), max_header_size=MAX_HEADER_BYTES,
+            max_body_size=MAX_BODY_BYTES, ssl_options=self._tls,
+            on_refused=lambda reason: metrics.heads_refused.labels(reason).inc(),
         )
         self._http.add_sockets(sockets)
         if self.feed is None:

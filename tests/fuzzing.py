@@ -211,10 +211,9 @@ def assert_answered(answer: Answer, codes: set[str] = HTTP_ERROR_CODES) -> None:
     """A success or a 4xx with the contract's JSON error of one of ``codes``; no traceback,
     no path of the server."""
     head, body = answer.head, answer.body
-    if head is None:  # Tornado closes a request whose head is over the limit
-        assert answer.sent > MAX_HEADER_BYTES, "closed without an answer"
-        return
+    assert head is not None, "closed without an answer"
     assert head.status in (101, 200) or 400 <= head.status < 500, head
+    assert (head.status == 431) == (answer.sent > MAX_HEADER_BYTES), (head, answer.sent)
     for leak in LEAKS:
         assert leak not in body, body[:300]
     if head.status >= 400:

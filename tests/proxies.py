@@ -58,6 +58,7 @@ http {{
     upstream dashboard_edges {{
         server 127.0.0.1:{backend_port} max_fails=0;
         keepalive 32;
+        keepalive_timeout 5s;
     }}
     server {{
         listen 127.0.0.1:{port};

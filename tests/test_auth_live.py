@@ -107,13 +107,31 @@ async def test_a_long_close_reason_is_cut_to_fit_a_control_frame(start_server):
 
 
 @pytest.mark.gen_test(timeout=20)
-async def test_a_bad_origin_and_a_bad_query_are_still_refused_before_the_upgrade(start_server):
+async def test_a_bad_origin_and_a_tokens_bad_query_are_refused_before_the_upgrade(start_server):
     server = await start(start_server)
     for query, headers, status in (("", {"Origin": "https://evil.example"}, 403),
-                                   ("encoding=zip", {}, 400)):
+                                   (with_token("encoding=zip", token()), {}, 400),
+                                   (with_token("symbols=NOPE", token()), {}, 400)):
         with pytest.raises(tornado.httpclient.HTTPClientError) as e:
             await ws_connect(server, query, **headers)
         assert e.value.code == status
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("query", ["symbols=NOPE", "encoding=zip", "since=x", "max_hz=-1"])
+async def test_without_a_valid_token_the_query_is_never_judged(start_server, query):
+    """A stranger learns nothing from a 400, such as which symbols exist: /ws upgrades and
+    closes with 1008 as for a good query, and HTTP is a 401."""
+    server = await start(start_server)
+    ws = await ws_connect(server, query)
+    assert await ws.conn.read_message() is None
+    assert (ws.conn.close_code, ws.conn.close_reason) == (1008, "unauthorized: missing token")
+    for path in ("/sse", "/stream", "/api/snapshot"):
+        response = await fetch(server, f"{path}?{query}")
+        assert response.code == 401, (path, response.body)
+    for path in ("/api/bars?symbol=NOPE", "/ws?symbols=NOPE"):  # /ws without an upgrade
+        assert (await fetch(server, path)).code == 401, path
+        assert (await fetch(server, path, Authorization=f"Bearer {token()}")).code == 400
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -3,8 +3,11 @@ upgrades: back on WebSocket after a restart, live over SSE behind such a proxy."
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import time
 
+from dashboard.core import auth
 from tests import test_page
 from tests.conftest import require
 from tests.proxies import NGINX, nginx
@@ -56,3 +59,36 @@ def test_behind_a_proxy_that_passes_no_upgrade_the_page_is_live_over_sse(browser
         proxy.stop()
         server.close()
 
+
+
+def test_a_listed_sites_page_fetches_with_a_token_after_its_preflight(browser):
+    """Chromium's own CORS: a page on another origin that sends ``Authorization`` asks first
+    (OPTIONS), and without the answer its fetch fails; with it, the page reads /api and
+    /stream, and reads a 401 and its challenge too."""
+    page_site = ServerThread(CONFIG).start()  # any page on another origin: its /healthz
+    origin = f"http://127.0.0.1:{page_site.port}"
+    secret = b"a-secret-for-a-cross-site-page-" + b"x" * 8
+    api = ServerThread(dataclasses.replace(
+        CONFIG, allowed_origins=(origin,), auth_token_secret=secret)).start()
+    token = auth.mint(secret, 3600, now=time.time())
+    try:
+        page = browser.new_page()
+        page.goto(origin + "/healthz")
+        got = page.evaluate("""async ([base, token]) => {
+            const headers = {Authorization: `Bearer ${token}`};
+            const symbols = await (await fetch(base + '/api/symbols', {headers})).json();
+            const stream = await fetch(base + '/stream?symbols=AAPL', {headers});
+            const reader = stream.body.getReader();
+            const first = new TextDecoder().decode((await reader.read()).value);
+            reader.cancel();
+            const refused = await fetch(base + '/api/symbols');
+            return {symbols: symbols.symbols.length, first: JSON.parse(first.split('\\n')[0]).type,
+                    refused: refused.status,
+                    challenge: refused.headers.get('WWW-Authenticate')};
+        }""", [api.url.rstrip("/"), token])
+        assert got == {"symbols": CONFIG.symbols, "first": "snapshot", "refused": 401,
+                       "challenge": "Bearer"}, got
+        page.close()
+    finally:
+        api.close()
+        page_site.close()

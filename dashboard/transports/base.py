@@ -15,10 +15,13 @@ from tornado.log import app_log, gen_log
 from dashboard.core import auth
 from dashboard.core.client_address import Network, client_address
 from dashboard.core.symbols import IndexArray
-from dashboard.errors import BadRequest, SymbolNotAllowed, Unauthorized
+from dashboard.errors import BadRequest, Forbidden, SymbolNotAllowed, Unauthorized
 from dashboard.state import ServerState
 from dashboard.transports.access_log import summary
 from dashboard.wire import codecs
+
+#: How long a browser may keep a preflight's answer.
+PREFLIGHT_MAX_AGE_S = 600
 
 
 def resolve_client(request: tornado.httputil.HTTPServerRequest,
@@ -42,12 +45,40 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, state: ServerState) -> None:
         self.state = state
 
+    #: The listed origin of another site this request comes from: its answers carry CORS.
+    _cors_origin: str | None = None
+
     def prepare(self) -> None:
         resolve_client(self.request, self.state.config.trusted_proxies)
+        origin = self.request.headers.get("Origin")
+        if origin and self.origin_allowed(origin):
+            self._cors_origin = origin
+            self.set_default_headers()
 
     def set_default_headers(self) -> None:
+        """Also after an error clears the headers: a listed site's page reads its 401."""
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
+        if self._cors_origin is not None:
+            self.set_header("Access-Control-Allow-Origin", self._cors_origin)
+            self.set_header("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After")
+            self.set_header("Vary", "Origin")
+
+    def options(self, *args: str) -> None:
+        """A CORS preflight (the Fetch standard's): a listed site's page may ``fetch`` with
+        ``Authorization`` (and ``Last-Event-ID``, resuming); any other site's is refused
+        with 403 and the JSON error, which its browser takes as a no."""
+        origin = self.request.headers.get("Origin")
+        if origin and self._cors_origin is None and self.cross_origin_refusal() is not None:
+            return self.refuse(Forbidden(f"origin {origin[:100]!r} is not allowed"), 403)
+        self.set_header("Allow", "GET, OPTIONS")
+        if self._cors_origin is not None:
+            self.set_header("Access-Control-Allow-Methods", "GET")
+            self.set_header("Access-Control-Allow-Headers",
+                            "Authorization, Last-Event-ID, Cache-Control")
+            self.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_S))
+        self.set_status(204)
+        self.finish()
 
     def cross_origin_refusal(self) -> str | None:
         """Why a browser request from another site may not stream from here, or None.
@@ -59,9 +90,7 @@ class BaseHandler(tornado.web.RequestHandler):
         origin = self.request.headers.get("Origin")
         if self.request.headers.get("Sec-Fetch-Site") in ("same-origin", "none") or not origin:
             return None
-        if self.origin_allowed(origin):
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Vary", "Origin")
+        if self._cors_origin is not None:  # listed: its answers carry CORS (see prepare)
             return None
         if urllib.parse.urlsplit(origin).netloc.lower() == self.request.host.lower():
             return None
@@ -70,10 +99,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self.state.config.allowed_origins
 
-    def authorize(self, indices: IndexArray | None) -> IndexArray | None:
-        """The symbols this request may have when it asks for ``indices`` (None: all), once
-        its token is verified (see :func:`auth.scope`): with auth off, what it asked for.
-        Raises :class:`Unauthorized` or :class:`SymbolNotAllowed`, counted."""
+    def verify(self) -> None:
+        """Verify the request's token (with auth on) before anything else it says is judged,
+        so that a stranger learns nothing from a 400, such as which symbols exist.
+        Raises :class:`Unauthorized`, counted; with auth off, everyone passes."""
         secret = self.state.config.auth_token_secret
         if secret is not None:
             query_token = auth.query_token(self.request.query_arguments.get("token", []))
@@ -83,10 +112,10 @@ class BaseHandler(tornado.web.RequestHandler):
             except Unauthorized as e:
                 self.state.metrics.auth_rejections.labels(e.reason).inc()
                 raise
-        return self.permit(indices)
 
     def permit(self, indices: IndexArray | None) -> IndexArray | None:
-        """``indices`` (None: all) limited to what the verified token allows."""
+        """``indices`` (None: all) limited to what the verified token allows (see
+        :func:`auth.scope`). Raises :class:`SymbolNotAllowed`, counted."""
         try:
             return auth.scope(self.grant, self.state.table, indices)
         except SymbolNotAllowed as e:

@@ -1,16 +1,19 @@
 """What every streaming connection is, whatever its transport: admitted in the same steps,
 fed by the hub through its outlet, and kept by the server's housekeeping.
 
-Admission, in order: the page's origin → the request → its token → a server going away →
-an overloaded server → the connection caps. A stream answers every refusal with an HTTP
-status; a WebSocket answers the first two before it upgrades and the rest with a close
-code after, since a browser cannot read the status of a failed upgrade.
+Admission, in order: the page's origin → its token → the request → the symbols the token
+allows → a server going away → an overloaded server → the connection caps. The token comes
+before the request is judged, so that a stranger learns nothing from a 400. A stream
+answers every refusal with an HTTP status; a WebSocket answers the origin and the request
+before it upgrades and the rest with a close code after, since a browser cannot read the
+status of a failed upgrade.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dashboard.core.params import StreamRequest, stream_request
@@ -70,27 +73,32 @@ class Connection(Outlet, BaseHandler):
             self.set_header("Retry-After", str(RETRY_AFTER_S))
         self.refuse(refusal.error, refusal.status)
 
-    def requested(self, since: str | None, allow_encoding: bool) -> StreamRequest | Refusal:
-        """The first steps, from the request alone: its origin, then its query."""
+    def requested(self, since: Callable[[], str | None],
+                  allow_encoding: bool) -> StreamRequest | Refusal:
+        """The first steps, from the request alone: its origin, its token, then its query,
+        ``since`` (where the client resumes from, as it said it) included."""
         origin = self.cross_origin_refusal()
         if origin is not None:
             return Refusal.of(Forbidden(origin), 403, CLOSE_POLICY)
         try:
+            self.verify()
+        except Unauthorized as e:
+            return _auth_refusal(e, 401)
+        try:
             return stream_request(
-                self.query, self.state.table, since=since, allow_encoding=allow_encoding
+                self.query, self.state.table, since=since(), allow_encoding=allow_encoding
             )
         except BadRequest as e:
             return Refusal.of(e, 400, CLOSE_POLICY)
 
     def admitted(self, request: StreamRequest) -> StreamRequest | Refusal:
-        """The last steps: the token (the request's symbols become what it allows), a server
-        going away, the caps. Admitted, the connection counts in ``state.clients`` until
-        ``state.disconnected``."""
+        """The last steps: the symbols the token allows (the request's become those), a
+        server going away, the caps. Admitted, the connection counts in ``state.clients``
+        until ``state.disconnected``."""
         try:
-            request = dataclasses.replace(request, symbols=self.authorize(request.symbols))
-        except (Unauthorized, SymbolNotAllowed) as e:
-            status = 401 if isinstance(e, Unauthorized) else 403
-            return Refusal(e, status, CLOSE_POLICY, f"{e.code}: {e.message}")
+            request = dataclasses.replace(request, symbols=self.permit(request.symbols))
+        except SymbolNotAllowed as e:
+            return _auth_refusal(e, 403)
         if self.state.stopping:
             return Refusal.of(BadRequest("server going away"), 503, CLOSE_GOING_AWAY)
         if self.state.overload.overloaded:
@@ -101,3 +109,8 @@ class Connection(Outlet, BaseHandler):
             full = BadRequest(f"server full ({refused})")
             return Refusal.of(full, 503, CLOSE_TRY_AGAIN_LATER)
         return request
+
+
+def _auth_refusal(error: Unauthorized | SymbolNotAllowed, status: int) -> Refusal:
+    """A WebSocket's close reason names the error's code, as the JSON body does."""
+    return Refusal(error, status, CLOSE_POLICY, f"{error.code}: {error.message}")

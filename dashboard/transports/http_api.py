@@ -58,7 +58,7 @@ class SymbolsHandler(BaseHandler):
 
     def get(self) -> None:
         try:
-            self.authorize(None)
+            self.verify()
         except BadRequest as e:
             return self.refuse(e)
         names = [name for name in self.state.table.names if self.grant.allows(name)]
@@ -68,7 +68,8 @@ class SymbolsHandler(BaseHandler):
 class SnapshotHandler(BaseHandler):
     def get(self) -> None:
         try:
-            indices = self.authorize(self.state.table.parse_list(self.query("symbols")))
+            self.verify()
+            indices = self.permit(self.state.table.parse_list(self.query("symbols")))
         except BadRequest as e:
             return self.refuse(e)
         self.write_json(self.state.hub.snapshot(indices, now_ms()).json)
@@ -77,8 +78,9 @@ class SnapshotHandler(BaseHandler):
 class BarsHandler(BaseHandler):
     def get(self) -> None:
         try:
+            self.verify()
             r = bars_request(self.query, self.state.table)
-            self.authorize(np.array([r.symbol], np.int32))
+            self.permit(np.array([r.symbol], np.int32))
         except BadRequest as e:
             return self.refuse(e)
         bars = self.state.batcher.bars[r.interval].bars(r.symbol, r.limit)

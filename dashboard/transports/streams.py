@@ -67,7 +67,7 @@ class _StreamHandler(Connection):
         """What keeps an idle stream open: a comment, a heartbeat message."""
 
     async def get(self) -> None:
-        request = self.requested(self.since(), allow_encoding=False)
+        request = self.requested(self.since, allow_encoding=False)
         coding = negotiate(self.request.headers.get("Accept-Encoding"))
         if not isinstance(request, Refusal) and coding is None:
             request = Refusal.of(BadRequest(NOT_ACCEPTABLE), 406, 0)

@@ -75,7 +75,8 @@ def handshake_refusal(headers: tornado.httputil.HTTPHeaders) -> tuple[int, str] 
 class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
     transport = "ws"
 
-    _request: StreamRequest
+    #: What :meth:`get` judged: a request, or why its token is refused after the upgrade.
+    _request: StreamRequest | Refusal
     _inbound: TokenBucket
     _stream: tornado.iostream.IOStream | None = None
     _writer: SocketWriter
@@ -86,20 +87,21 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
     _last_ping_at = 0.0
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Validate the query before upgrading: a bad one gets a 400 and a JSON body, a
-        page of another site a 403 (cross-site WebSocket hijacking), a request that is no
-        WebSocket handshake a 400 or 426. The token waits for :meth:`open`, whose refusal
-        is a close code and reason a browser can read."""
-        request = self.requested(self.query("since"), allow_encoding=True)
-        if isinstance(request, Refusal):
-            return self.answer(request)
-        self._request = request
+        """Refuse before upgrading what a browser may be told by status: a page of another
+        site a 403 (cross-site WebSocket hijacking), a bad query a 400 with a JSON body, a
+        request that is no WebSocket handshake a 400 or 426 (or a 401 without a valid
+        token). A handshake without a valid token is upgraded and closed with 1008 and the
+        reason, which a browser can read, and its query is never judged."""
+        request = self.requested(lambda: self.query("since"), allow_encoding=True)
         handshake = handshake_refusal(self.request.headers)
+        if isinstance(request, Refusal) and (request.status != 401 or handshake is not None):
+            return self.answer(request)
         if handshake is not None:
             status, message = handshake
             if status == 426:
                 self.set_header("Sec-WebSocket-Version", ", ".join(VERSIONS))
             return self.refuse(BadRequest(message), status)
+        self._request = request
         await super().get(*args, **kwargs)
 
     def check_origin(self, origin: str) -> bool:
@@ -120,7 +122,8 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
         # (measured here: an error reply's pong came 44 ms late).
         stream.set_nodelay(True)
         self._writer = SocketWriter(stream, self.abort)
-        admitted = self.admitted(self._request)
+        request = self._request
+        admitted = request if isinstance(request, Refusal) else self.admitted(request)
         if isinstance(admitted, Refusal):
             if isinstance(admitted.error, Unauthorized | SymbolNotAllowed):
                 self.state.metrics.client_errors.labels(admitted.error.code).inc()
@@ -129,7 +132,6 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
         self._admitted = True
         self._live = True
         c, r = self.state.config, admitted
-        self._request = admitted
         self.open_outbox(c.pace(r.max_hz), Form.websocket(r.encoding))
         rate = c.max_client_msgs_per_s
         self._inbound = TokenBucket(rate, 2 * rate, self._loop.time())
