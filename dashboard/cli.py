@@ -143,6 +143,9 @@ def parser() -> argparse.ArgumentParser:
     a("--trusted-proxies", type=_networks, default=d.trusted_proxies, metavar="CIDRS",
       help="proxies (load balancers) whose X-Forwarded-For or Forwarded header names the "
            "client, for the per-address cap and the logs: 127.0.0.1/32,10.0.0.0/8")
+    a("--proxy-protocol", action="store_true",
+      help="connections from --trusted-proxies start with a PROXY protocol header (v1 or "
+           "v2: HAProxy's send-proxy), which names the client")
     a("--auth-token-secret", metavar="SECRET",
       help=f"turn auth on: streams and the API then need a token signed with SECRET (at "
            f"least {auth.MIN_SECRET_BYTES} bytes; mint one with market-dashboard-token). "
@@ -180,6 +183,9 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         secret = auth.secret_from(ns.auth_token_secret, os.environ)
     except ConfigError as e:
         p.error(str(e))
+    if ns.proxy_protocol and not ns.trusted_proxies:
+        p.error("argument --proxy-protocol: needs --trusted-proxies, the proxies that may name a "
+                "client")
     config = Config(
         host=ns.host, port=ns.port, feed=ns.feed, feed_url=ns.feed_url,
         feed_options=tuple(ns.feed_option), record_path=ns.record,
@@ -191,6 +197,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> tuple[Config, str]:
         max_client_msgs_per_s=ns.max_client_msgs_per_s,
         max_connections=ns.max_connections, max_connections_per_ip=ns.max_connections_per_ip,
         allowed_origins=ns.allowed_origins, trusted_proxies=ns.trusted_proxies,
+        proxy_protocol=ns.proxy_protocol,
         auth_token_secret=secret,
         certfile=ns.certfile, keyfile=ns.keyfile,
         broker=ns.broker, role=ns.role, workers=ns.workers, reuse_port=ns.reuse_port,

@@ -59,6 +59,8 @@ class Config:
     #: Proxies whose forwarding headers tell the client's address (see
     #: :mod:`dashboard.core.client_address`); from any other peer they are ignored.
     trusted_proxies: tuple[Network, ...] = ()
+    #: Every connection starts with a PROXY protocol header, from a trusted proxy only.
+    proxy_protocol: bool = False
     #: Turns auth on: the HMAC secret of the signed tokens (see :mod:`dashboard.core.auth`) that
     #: streams and the API then require. Never shown: not in the repr, logs or /healthz.
     auth_token_secret: bytes | None = field(default=None, repr=False)

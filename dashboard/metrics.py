@@ -76,10 +76,11 @@ class Metrics:
         )
         self.heads_refused = Counter(
             "dashboard_http_heads_refused",
-            "Connections refused for their request head: too_large (answered 431) or timeout "
-            "(no complete head within the head timeout of connecting).", ["reason"], registry=r,
+            "Connections refused for their request head: too_large (answered 431), timeout "
+            "(no complete head within the head timeout of connecting) or proxy_protocol (a "
+            "trusted proxy's connection without a valid PROXY header).", ["reason"], registry=r,
         )
-        for reason in ("too_large", "timeout"):  # both series from the start, at 0
+        for reason in ("too_large", "timeout", "proxy_protocol"):  # every series, from 0
             self.heads_refused.labels(reason)
         self.client_errors = Counter(
             "dashboard_client_errors", "Bad client requests and messages answered with an error.",

@@ -181,6 +181,7 @@ class Server:
             make_app(state, clients=c.role != "feed"), max_header_size=MAX_HEADER_BYTES,
             max_body_size=MAX_BODY_BYTES, ssl_options=self._tls,
             on_refused=lambda reason: metrics.heads_refused.labels(reason).inc(),
+            proxy_protocol_from=c.trusted_proxies if c.proxy_protocol else (),
         )
         self._http.add_sockets(sockets)
         if self.feed is None:

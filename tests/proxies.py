@@ -16,8 +16,11 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def haproxy_config(port: int, backend_port: int) -> str:
-    """The guide's configuration, with one edge and no TLS."""
+def haproxy_config(port: int, backend_port: int, send_proxy: str = "") -> str:
+    """The guide's configuration, with one edge and no TLS; with ``send_proxy``
+    (``send-proxy`` or ``send-proxy-v2``), the PROXY protocol names the client instead of
+    ``X-Forwarded-For``."""
+    forwardfor = "" if send_proxy else "option forwardfor"
     return f"""
 defaults
     mode http
@@ -26,7 +29,7 @@ defaults
     timeout server  1h
     timeout tunnel  1h
     option http-server-close
-    option forwardfor
+    {forwardfor}
 
 frontend dashboard
     bind 127.0.0.1:{port}
@@ -34,7 +37,7 @@ frontend dashboard
 
 backend edges
     balance leastconn
-    server edge1 127.0.0.1:{backend_port}
+    server edge1 127.0.0.1:{backend_port} {send_proxy}
 """
 
 
@@ -121,9 +124,9 @@ class Proxy:
         self._dir.cleanup()
 
 
-def haproxy(backend_port: int) -> Proxy:
+def haproxy(backend_port: int, send_proxy: str = "") -> Proxy:
     port = free_port()
-    return Proxy([HAPROXY, "-db", "-f"], haproxy_config(port, backend_port), port)
+    return Proxy([HAPROXY, "-db", "-f"], haproxy_config(port, backend_port, send_proxy), port)
 
 
 def nginx(backend_port: int, upgrades: bool = True) -> Proxy:

@@ -61,6 +61,7 @@ class _At:
     (["--broker", "kafka://x"], "--broker"),
     (["--trusted-proxies", "10.0.0.0/33"], "--trusted-proxies"),
     (["--trusted-proxies", "nginx"], "--trusted-proxies"),
+    (["--proxy-protocol"], "--proxy-protocol"),
     (["--role", "edge"], "--role"),
     (["--role", "feed"], "--role"),
     (["--role", "middle", "--broker", "redis://127.0.0.1:1/0"], "--role"),

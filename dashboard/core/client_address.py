@@ -86,6 +86,12 @@ def client_address(
     return str(client)
 
 
+def is_trusted(peer: str, trusted: Sequence[Network]) -> bool:
+    """Whether ``peer`` (an address as text) is one of the trusted proxies."""
+    address = _address(peer)
+    return address is not None and _within(address, trusted)
+
+
 def _within(address: Address, trusted: Sequence[Network]) -> bool:
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
     return any((mapped or address) in net for net in trusted)

@@ -3,6 +3,10 @@ over ``max_header_size`` without a word; here it gets ``431`` and the contract's
 first. A head that does not end within ``head_timeout_s`` (a slow-loris client, an idle
 keep-alive connection) is dropped, where Tornado would wait for its idle timeout.
 
+Behind a proxy that speaks the PROXY protocol, each of its connections starts with a header
+naming the client (read within the same timeout), which becomes the address the request
+context sees.
+
 Both hook the server's public overrides, ``handle_stream`` and ``start_request``; the 431
 hooks the stream's ``close``, which Tornado calls with the ``UnsatisfiableReadError`` of the
 head it could not read, before the socket is gone.
@@ -10,18 +14,21 @@ head it could not read, before the socket is gone.
 
 from __future__ import annotations
 
+import datetime
 import sys
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import tornado.gen
 import tornado.http1connection
 import tornado.httpserver
 import tornado.httputil
 import tornado.ioloop
 import tornado.iostream
 
-from dashboard.wire import codecs
+from dashboard.core.client_address import Network, is_trusted
+from dashboard.wire import codecs, proxy_protocol
 
 #: How long a connection may take to send a complete request head, counted from the moment
 #: the server waits for one: on a new connection, or after the last response.
@@ -40,23 +47,49 @@ def too_large_response(max_header_bytes: int) -> bytes:
 
 class HeadGuardedServer(tornado.httpserver.HTTPServer):
     """An ``HTTPServer`` whose request heads are bounded in size (431) and in time;
-    ``on_refused(reason)`` counts each refusal: ``too_large`` or ``timeout`` (a new
+    ``on_refused(reason)`` counts each refusal: ``too_large``, ``timeout`` (a new
     connection that never completed its first head; an idle keep-alive connection is
-    closed the same way, uncounted, as it is no fault)."""
+    closed the same way, uncounted, as it is no fault) or ``proxy_protocol`` (a connection
+    from one of the ``proxy_protocol_from`` proxies without a valid PROXY header)."""
 
     def initialize(  # type: ignore[override]
         self, *args: Any, on_refused: Callable[[str], None],
-        head_timeout_s: float = HEAD_TIMEOUT_S, **kwargs: Any,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
+        proxy_protocol_from: Sequence[Network] = (), **kwargs: Any,
     ) -> None:
         super().initialize(*args, **kwargs)
         self._watches: dict[tornado.iostream.IOStream, _HeadWatch] = {}
         self.on_refused = on_refused
         self.head_timeout_s = head_timeout_s
+        self.proxy_protocol_from = tuple(proxy_protocol_from)
         self.too_large = too_large_response(self.conn_params.max_header_size)
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
+        """A trusted proxy's connection starts with its PROXY header; anyone else's is
+        plain HTTP (a monitor that scrapes /metrics directly), whose header, if it sent
+        one, is not believed but refused as a bad request."""
+        if self.proxy_protocol_from and isinstance(address, tuple) and is_trusted(
+                str(address[0]), self.proxy_protocol_from):
+            tornado.ioloop.IOLoop.current().spawn_callback(self._proxied, stream, address)
+        else:
+            self._serve(stream, address)
+
+    def _serve(self, stream: tornado.iostream.IOStream, address: tuple[Any, ...]) -> None:
         self._watches[stream] = _HeadWatch(stream, self)
         super().handle_stream(stream, address)
+
+    async def _proxied(self, stream: tornado.iostream.IOStream,
+                       address: tuple[Any, ...]) -> None:
+        """Served as the client its PROXY header names (the proxy itself when it names
+        none); a connection without a valid header in time is closed."""
+        try:
+            source = await tornado.gen.with_timeout(
+                datetime.timedelta(seconds=self.head_timeout_s), _proxy_header(stream))
+        except (ValueError, TimeoutError, tornado.iostream.StreamClosedError):
+            self.on_refused("proxy_protocol")
+            stream.close()
+            return
+        self._serve(stream, source or address)
 
     def start_request(self, server_conn: object,
                       request_conn: tornado.httputil.HTTPConnection
@@ -70,6 +103,17 @@ class HeadGuardedServer(tornado.httpserver.HTTPServer):
         if watch is not None:
             watch.release()
         super().on_close(server_conn)
+
+
+async def _proxy_header(stream: tornado.iostream.IOStream) -> proxy_protocol.Source | None:
+    prefix = await stream.read_bytes(proxy_protocol.PREFIX)
+    if proxy_protocol.is_v1(prefix):
+        line = await stream.read_until(
+            b"\r\n", max_bytes=proxy_protocol.V1_MAX_BYTES - proxy_protocol.PREFIX)
+        return proxy_protocol.source_v1(prefix + line)
+    fixed = prefix + await stream.read_bytes(proxy_protocol.V2_FIXED_BYTES - proxy_protocol.PREFIX)
+    rest = await stream.read_bytes(proxy_protocol.v2_length(fixed))
+    return proxy_protocol.source_v2(fixed, rest)
 
 
 def _stream_of(server_conn: object) -> tornado.iostream.IOStream:
