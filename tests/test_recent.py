@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 
 from dashboard.core.batcher import Batcher
 from dashboard.core.hub import Hub
 from dashboard.core.payload import Form
 from dashboard.core.recent import RecentPayloads
 from dashboard.core.symbols import SymbolTable
+from dashboard.wire import wsframe
 from tests.ticks import ticks
 
 NAMES = [f"S{i}" for i in range(50)]
@@ -59,3 +61,31 @@ def test_a_long_history_is_kept_only_up_to_the_byte_budget():
     sub.offer = lambda payload, data: got.append(data)  # type: ignore[method-assign]
     hub.join(sub, Form.WS_JSON, None, since=batcher.seq - 150, now_ms=T0)
     assert len(got) == 150
+
+
+def kept_as_built(hub: Hub) -> bool:
+    """Every kept payload holds its JSON and compressed forms, not the framed JSON."""
+    payloads = list(hub._recent._payloads.values())
+    return bool(payloads) and hub._recent.nbytes == sum(
+        len(p.json) + len(p.form(Form.WS_BR)) + len(p.form(Form.SSE_ZSTD)) for p in payloads
+    )
+
+
+def test_what_is_kept_is_the_json_and_its_compressed_forms_not_its_frames():
+    hub, batcher = run(history_s=2.0, budget_bytes=1 << 30, batches=20)
+    assert kept_as_built(hub)
+    # A resume frames the kept JSON again, as the live fan-out did.
+    resumed = Recorder()
+    got: list[bytes] = []
+    resumed.offer = lambda payload, data: got.append(data)  # type: ignore[method-assign]
+    hub.join(resumed, Form.WS_JSON, None, since=batcher.seq - 10, now_ms=T0)
+    seqs = list(range(batcher.seq - 9, batcher.seq + 1))
+    assert got == [wsframe.frame(hub._recent.get((seq, None)).json, wsframe.OP_TEXT)
+                   for seq in seqs]
+    assert [orjson.loads(frame[4:])["seq"] for frame in got] == seqs
+    # ... and the frames it built go again after the next batch.
+    batcher.add(ticks([(1, 11.0, 1, 1)]))
+    batch = batcher.close(T0 + 50 * 20)
+    assert batch is not None
+    hub.publish(batch)
+    assert kept_as_built(hub)

@@ -55,6 +55,8 @@ _CODED = {
     **{(Form.SSE, c): Form.SSE_DEFLATE for c in (Coding.DEFLATE, Coding.GZIP)},
     **{(Form.NDJSON, c): Form.NDJSON_DEFLATE for c in (Coding.DEFLATE, Coding.GZIP)},
 }
+#: The forms that are the JSON with a frame around it.
+_FRAMED = (Form.WS_JSON, Form.SSE, Form.NDJSON)
 #: Each coded form, and the plain form it codes.
 _PLAIN = {
     Form.SSE_ZSTD: Form.SSE, Form.SSE_DEFLATE: Form.SSE,
@@ -66,7 +68,7 @@ class Payload:
     """``batch`` and ``ticks`` (the batch filtered to the selection) are kept for a batch
     message, so a client that must conflate can merge it without decoding anything."""
 
-    __slots__ = ("_forms", "_json", "batch", "message", "ticks")
+    __slots__ = ("_compact", "_forms", "_json", "batch", "message", "ticks")
 
     def __init__(
         self, message: Message, batch: Batch | None = None, ticks: Ticks | None = None
@@ -76,13 +78,20 @@ class Payload:
         self.ticks = ticks
         self._json: bytes | None = None
         self._forms: dict[Form, bytes] = {}
+        self._compact = False
 
     def compact(self) -> None:
-        """Keep the encoded bytes only: the message's columns (copies of the batch's, as
-        JSON-ready arrays) go, and every form still to be built comes from the JSON."""
-        json = self.json
-        self.message = {"type": self.message["type"], "seq": self.message.get("seq")}
-        self._json = json
+        """Keep what is costly to build again and nothing twice: the message's columns
+        (copies of the batch's, as JSON-ready arrays) go, and so do the forms that only frame
+        the JSON (a resume frames it again for one copy); the JSON itself is copied to its
+        length, for orjson's buffer is reserved at several times that for number arrays."""
+        if not self._compact:
+            json = bytes(memoryview(self.json))
+            self.message = {"type": self.message["type"], "seq": self.message.get("seq")}
+            self._json = json
+            self._compact = True
+        for form in _FRAMED:
+            self._forms.pop(form, None)
 
     @property
     def nbytes(self) -> int:

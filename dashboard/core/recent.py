@@ -28,19 +28,24 @@ class RecentPayloads:
         self.nbytes = 0
         self._payloads: OrderedDict[Key, Payload] = OrderedDict()
         self._sizes: dict[Key, int] = {}
-        #: Put since the last settle: their forms are built during the fan-out.
-        self._unsettled: list[Key] = []
+        #: Put or replayed since the last settle: their forms are built meanwhile.
+        self._unsettled: dict[Key, None] = {}
 
     def __len__(self) -> int:
         return len(self._payloads)
 
     def get(self, key: Key) -> Payload | None:
-        return self._payloads.get(key)
+        """A payload a resume replays: the forms it builds count, and are compacted again,
+        at the next settle."""
+        payload = self._payloads.get(key)
+        if payload is not None:
+            self._unsettled[key] = None
+        return payload
 
     def put(self, key: Key, payload: Payload) -> None:
         self._payloads[key] = payload
         self._sizes[key] = 0
-        self._unsettled.append(key)
+        self._unsettled[key] = None
 
     def settle(self, oldest_seq: Seq) -> None:
         """After a fan-out: count what the new payloads hold now, then drop what is older
