@@ -5,7 +5,9 @@ receive buffer and never read; the slow-client timeout is lifted so they stay al
 
 Printed per run: the idle RSS (started, no client), the steady RSS above it (median of the
 last third of the samples), the history's own bytes (ticks held times 44 bytes of columns) and
-their ratio, and what the stalled clients add.
+their ratio, and what the stalled clients add. A run with no history comes first at each rate:
+what a served client costs whatever the window (its connection, the encoder's buffers, the
+allocator's slack); the last column is the ratio above that.
 
 Targets (issue 16): steady state within about twice the history's own bytes above the idle
 baseline; 100 stalled clients add less than 20 MB.
@@ -72,19 +74,23 @@ def main() -> None:
     p.add_argument("--duration-s", type=float, default=60.0)
     a = p.parse_args()
     print(f"{'ticks/s':>8}{'hist s':>7}{'stalled':>8}{'idle MB':>9}{'steady+MB':>10}"
-          f"{'hist MB':>8}{'ratio':>7}{'stalled+MB':>11}  RSS every {SAMPLE_S:g} s")
+          f"{'hist MB':>8}{'ratio':>7}{'stalled+MB':>11}{'ratio-fixed':>12}"
+          f"  RSS every {SAMPLE_S:g} s")
     for rate in (10_000.0, 50_000.0):
+        fixed = run(rate, 0.0, 0, a.duration_s)["steady"]
+        print(f"{rate:>8.0f}{0:>7}{0:>8}{'':>9}{fixed:>10.1f}  (fixed cost)", flush=True)
         for history_s in (2.0, 60.0):
             base = None
             for stalled in (0, 100):
                 r = run(rate, history_s, stalled, a.duration_s)
                 base = r["steady"] if base is None else base
-                ratio = r["steady"] / r["history"] if r["history"] else float("nan")
+                ratio = r["steady"] / r["history"]
                 extra = f"{r['steady'] - base:.1f}" if stalled else "-"
+                above = "-" if stalled else f"{(r['steady'] - fixed) / r['history']:.2f}"
                 series = " ".join(f"{s:.0f}" for s in r["samples"])
                 print(f"{rate:>8.0f}{history_s:>7.0f}{stalled:>8}{r['idle']:>9.1f}"
-                      f"{r['steady']:>10.1f}{r['history']:>8.1f}{ratio:>7.2f}{extra:>11}  "
-                      f"{series}", flush=True)
+                      f"{r['steady']:>10.1f}{r['history']:>8.1f}{ratio:>7.2f}{extra:>11}"
+                      f"{above:>12}  {series}", flush=True)
 
 
 if __name__ == "__main__":
