@@ -6,8 +6,8 @@ receive buffer and never read; the slow-client timeout is lifted so they stay al
 Printed per run: the idle RSS (started, no client), the steady RSS above it (median of the
 last third of the samples), the history's own bytes (ticks held times 44 bytes of columns) and
 their ratio, and what the stalled clients add. A run with no history comes first at each rate:
-what a served client costs whatever the window (its connection, the encoder's buffers, the
-allocator's slack); the last column is the ratio above that.
+what a served client costs whatever the window (measured, not broken down); the last column
+is the ratio above that.
 
 Targets (issue 16): steady state within about twice the history's own bytes above the idle
 baseline; 100 stalled clients add less than 20 MB.

@@ -64,11 +64,12 @@ def test_a_long_history_is_kept_only_up_to_the_byte_budget():
 
 
 def kept_as_built(hub: Hub) -> bool:
-    """Every kept payload holds its JSON and compressed forms, not the framed JSON."""
+    """Every kept payload holds its JSON and compressed forms, not the framed JSON, and the
+    cache counts exactly that."""
     payloads = list(hub._recent._payloads.values())
-    return bool(payloads) and hub._recent.nbytes == sum(
-        len(p.json) + len(p.form(Form.WS_BR)) + len(p.form(Form.SSE_ZSTD)) for p in payloads
-    )
+    held = [len(p.json) + len(p.form(Form.WS_BR)) + len(p.form(Form.SSE_ZSTD)) for p in payloads]
+    return bool(payloads) and [p.nbytes for p in payloads] == held and (
+        hub._recent.nbytes == sum(held))
 
 
 def test_what_is_kept_is_the_json_and_its_compressed_forms_not_its_frames():
@@ -79,10 +80,11 @@ def test_what_is_kept_is_the_json_and_its_compressed_forms_not_its_frames():
     got: list[bytes] = []
     resumed.offer = lambda payload, data: got.append(data)  # type: ignore[method-assign]
     hub.join(resumed, Form.WS_JSON, None, since=batcher.seq - 10, now_ms=T0)
+    assert not kept_as_built(hub)  # the frames are held, for other resumes, until then
     seqs = list(range(batcher.seq - 9, batcher.seq + 1))
     assert got == [wsframe.frame(hub._recent.get((seq, None)).json, wsframe.OP_TEXT)
                    for seq in seqs]
-    assert [orjson.loads(frame[4:])["seq"] for frame in got] == seqs
+    assert [orjson.loads(frame[4:])["seq"] for frame in got] == seqs  # 16-bit lengths
     # ... and the frames it built go again after the next batch.
     batcher.add(ticks([(1, 11.0, 1, 1)]))
     batch = batcher.close(T0 + 50 * 20)
