@@ -129,9 +129,10 @@ class Tally:
         self.frames = 0
         self.bytes = 0
 
-    def add(self, nbytes: int) -> None:
-        self.frames += 1
-        self.bytes += nbytes
+    def add(self, nbytes: int, frames: int = 1) -> None:
+        """``frames`` frames of ``nbytes`` each."""
+        self.frames += frames
+        self.bytes += nbytes * frames
 
 
 class _SentCollector(Collector):
@@ -162,8 +163,13 @@ class _OverloadCollector(Collector):
         o = self.overload
         yield GaugeMetricFamily(
             "dashboard_overloaded", "1 while fan-outs outlast the batch interval: new streams "
-            "refused, batches conflated, the interval stretched.",
+            "refused, the interval stretched.",
             value=1.0 if o.overloaded else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "dashboard_overload_conflating", "1 while fan-outs outlast even the longest "
+            "stretch of the interval: each batch is conflated to the latest tick per symbol.",
+            value=1.0 if o.conflating else 0.0,
         )
         yield CounterMetricFamily(
             "dashboard_overload_trips", "Times the server became overloaded.", value=o.trips

@@ -43,6 +43,7 @@ from dashboard.transports.http_api import (
     SymbolsHandler,
 )
 from dashboard.transports.logsafe import guard_tornado_logs
+from dashboard.transports.outlet import offer_all
 from dashboard.transports.streams import NDJSONHandler, SSEHandler
 from dashboard.transports.websocket import WebSocketHandler
 from feeds.base import Feed, FeedHealth, FeedState, Ticks
@@ -209,7 +210,7 @@ class Server:
             self._spawn(self._publisher.run())
         metrics.watch_feed(feed.name, feed.health)
         return ServerState(
-            config=c, table=table, batcher=batcher, hub=Hub(batcher, table),
+            config=c, table=table, batcher=batcher, hub=Hub(batcher, table, offer_all=offer_all),
             metrics=metrics, feed_name=feed.name, feed_health=feed.health, broker=health,
             overload=Overload(c.batch_ms / 1000),
         )
@@ -230,7 +231,8 @@ class Server:
         metrics.watch_feed(info.feed, feed_health)
         return ServerState(
             config=self.config, table=table, batcher=batcher, metrics=metrics,
-            hub=Hub(batcher, table, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000),
+            hub=Hub(batcher, table, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000,
+                    offer_all=offer_all),
             feed_name=info.feed, feed_health=feed_health, broker=health,
             overload=Overload(info.batch_ms / 1000),
         ), reader
@@ -369,10 +371,11 @@ EDGE_FEED_STALE_S = 3.0
 def _fan_out(state: ServerState, batch: Batch) -> None:
     """Publish ``batch`` to every client, timed for the overload check in this thread's CPU
     time (the kernel's work in ``send()`` included): a process the machine descheduled for a
-    while is not one that cannot keep up."""
+    while is not one that cannot keep up. The same time sets the best compression's share."""
+    o = state.overload
     started = time.thread_time()
-    conflated = state.hub.publish(batch, conflate=state.overload.overloaded)
-    state.overload.fanned_out(time.thread_time() - started)
+    conflated = state.hub.publish(batch, conflate=o.conflating, best_s=o.best_compression_s())
+    o.fanned_out(time.thread_time() - started)
     state.metrics.overload_conflated_ticks.inc(conflated)
 
 

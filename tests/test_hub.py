@@ -46,11 +46,11 @@ def make_hub(wait_ahead_ms: float = 0.0) -> tuple[Hub, Batcher]:
     return Hub(batcher, table, wait_ahead_ms=wait_ahead_ms), batcher
 
 
-def publish(hub: Hub, batcher: Batcher, rows) -> None:
+def publish(hub: Hub, batcher: Batcher, rows, **kwargs) -> None:
     batcher.add(ticks(rows))
     batch = batcher.close(T0 + batcher.seq)
     assert batch is not None
-    hub.publish(batch)
+    hub.publish(batch, **kwargs)
 
 
 def test_clients_sharing_a_selection_and_form_get_the_very_same_bytes():
@@ -189,3 +189,42 @@ def test_a_big_batch_is_compressed_at_the_best_quality_and_a_small_one_at_the_de
         data = brotli.decompress(payload(sub.frames[-1]))
         assert (len(data) >= codecs.BEST_MIN_BYTES) == (sub is everything)
         assert payload(sub.frames[-1]) == codecs.brotli_compress(data, quality)
+
+
+def test_a_batch_given_no_cpu_for_the_best_compression_gets_the_default_quality():
+    hub, batcher = make_hub()
+    sub = Recorder()
+    hub.join(sub, Form.WS_BR, None, None, T0)
+    rows = [(i % 3, 100.0 + i / 100, i / 10, 1.0) for i in range(200)]
+    publish(hub, batcher, rows, best_s=0.0)
+    data = brotli.decompress(payload(sub.frames[-1]))
+    assert len(data) >= codecs.BEST_MIN_BYTES
+    assert payload(sub.frames[-1]) == codecs.brotli_compress(data, codecs.BROTLI_QUALITY)
+
+
+class Ordered(Recorder):
+    """A subscriber that notes its place in each fan-out."""
+
+    def __init__(self, served: list[Recorder]) -> None:
+        super().__init__()
+        self.served = served
+
+    def offer(self, payload, data: bytes) -> int:
+        self.served.append(self)
+        return super().offer(payload, data)
+
+
+def test_every_client_is_served_once_a_batch_and_not_always_at_the_same_place():
+    hub, batcher = make_hub()
+    served: list[Recorder] = []
+    subs = [Ordered(served) for _ in range(10)]
+    for sub in subs:
+        hub.join(sub, Form.WS_JSON, None, None, T0)
+    firsts, lasts = set(), set()
+    for i in range(20):
+        served.clear()
+        publish(hub, batcher, [(0, 100.0 + i, 1.0, 1.0)])
+        assert sorted(map(id, served)) == sorted(map(id, subs))  # each exactly once
+        firsts.add(served[0])
+        lasts.add(served[-1])
+    assert len(firsts) >= 8 and len(lasts) >= 8

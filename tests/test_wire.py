@@ -80,11 +80,13 @@ def test_a_payload_builds_each_form_once_and_all_forms_carry_the_same_message():
 
 
 def test_the_budget_grants_the_best_compression_to_big_payloads_until_it_is_spent():
-    budget = codecs.CompressionBudget(per_batch=10_000)
+    budget = codecs.CompressionBudget(seconds=10_000 * codecs.BEST_SECONDS_PER_BYTE)
     assert budget.quality(codecs.BEST_MIN_BYTES - 1) == codecs.BROTLI_QUALITY  # too small
     assert budget.quality(6_000) == codecs.BROTLI_BEST_QUALITY
     assert budget.quality(5_000) == codecs.BROTLI_QUALITY  # only 4,000 left
     assert budget.quality(4_000) == codecs.BROTLI_BEST_QUALITY
     assert budget.quality(codecs.BEST_MIN_BYTES) == codecs.BROTLI_QUALITY  # spent
-    budget.reset()
+    budget.reset(seconds=10_000 * codecs.BEST_SECONDS_PER_BYTE)
     assert budget.quality(10_000) == codecs.BROTLI_BEST_QUALITY
+    budget.reset(seconds=0.0)  # no CPU to spare
+    assert budget.quality(10_000) == codecs.BROTLI_QUALITY

@@ -5,12 +5,17 @@ Broadcast is synchronous — no await per client. A subscriber's :meth:`Subscrib
 only hands bytes to its socket (or, later, merges them into what it still owes); a client
 that failed is skipped and cleans itself up. The hub counts nothing: what reaches a socket
 is counted where it is written (the transports' outlet), whoever asked for it.
+
+A group's clients are handed a batch by one call (``offer_all``: the transports' writes
+every free socket in one tight loop), and in an order that turns with each batch: a fan-out
+to thousands of sockets takes milliseconds, and the same clients must not always wait for
+all the others.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +26,7 @@ from dashboard.core.messages import batch_message, snapshot_message
 from dashboard.core.payload import Form, Payload
 from dashboard.core.recent import RecentPayloads
 from dashboard.core.symbols import Selection, SymbolTable
-from dashboard.wire.codecs import CompressionBudget
+from dashboard.wire.codecs import BEST_SECONDS_PER_BATCH, CompressionBudget
 
 #: A resume of more batches than this gets one merged catch-up message instead of a replay:
 #: replaying minutes of batches one by one would cost the server (and every other client)
@@ -46,14 +51,39 @@ class Subscriber(Protocol):
         ...
 
 
+#: Hands one batch to each of a group's subscribers, in order (typed Any: it is given the
+#: subscribers as they were joined, which its maker knows the type of).
+OfferAll = Callable[[Sequence[Any], Payload, bytes], None]
+
+
+def offer_each(subs: Sequence[Subscriber], payload: Payload, data: bytes) -> None:
+    for sub in subs:
+        sub.offer(payload, data)
+
+
+#: The fraction of a group the first client served moves by from one batch to the next (the
+#: golden ratio's: no client's turn repeats soon, whatever the group's size).
+_TURN = 0.6180339887498949
+
+
+def turned(subs: tuple[Subscriber, ...], seq: Seq) -> tuple[Subscriber, ...]:
+    """``subs`` in the fan-out order of batch ``seq``: started at a place that moves with
+    each batch, so every client is served early as often as late."""
+    start = int(len(subs) * (seq * _TURN % 1.0))
+    return subs[start:] + subs[:start] if start else subs
+
+
 class Hub:
     def __init__(
-        self, batcher: Batcher, table: SymbolTable, wait_ahead_ms: float = 0.0
+        self, batcher: Batcher, table: SymbolTable, wait_ahead_ms: float = 0.0,
+        offer_all: OfferAll = offer_each,
     ) -> None:
         """``wait_ahead_ms``: how long a client resuming from a ``since`` this hub has not
         reached yet waits for it (an edge a little behind the one the client left) before
-        it gets a reset snapshot. 0: at once (a single server, the source of every seq)."""
+        it gets a reset snapshot. 0: at once (a single server, the source of every seq).
+        ``offer_all``: how a group's clients are handed a batch."""
         self.batcher = batcher
+        self._offer_all = offer_all
         self.table = table
         self.wait_ahead_ms = wait_ahead_ms
         #: Joined clients waiting for their ``since``: (since, give up at ms).
@@ -249,13 +279,16 @@ class Hub:
                 sub.deliver(data, after_pending=True)
         self._start_waiting(lambda _, __: True, now_ms)
 
-    def publish(self, batch: Batch, conflate: bool = False) -> int:
+    def publish(
+        self, batch: Batch, conflate: bool = False, best_s: float = BEST_SECONDS_PER_BATCH
+    ) -> int:
         """Fan ``batch`` out; with ``conflate`` (an overloaded server, see
-        :mod:`dashboard.core.overload`), merged to the latest tick per symbol first.
-        Returns how many ticks that merged away."""
+        :mod:`dashboard.core.overload`), merged to the latest tick per symbol first. Its
+        encoding may spend ``best_s`` of CPU on the best compression. Returns how many
+        ticks the merge took away."""
         self._snapshots.clear()
         self._catch_ups.clear()
-        self._budget.reset()
+        self._budget.reset(best_s)
         conflated = 0
         if conflate:
             merged = latest_per_symbol(batch.ticks)
@@ -267,8 +300,7 @@ class Hub:
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection, conflated)
             data = payload.form(form, self._budget)
-            for sub in tuple(group):
-                sub.offer(payload, data)
+            self._offer_all(turned(tuple(group), batch.seq), payload, data)
         if self._ahead:  # after the fan-out: their replay includes this batch
             self._start_waiting(lambda since, _: since <= batch.seq, batch.ts)
         self._recent.settle(self.batcher.oldest_seq)

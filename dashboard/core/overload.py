@@ -1,42 +1,83 @@
 """Whether the server keeps up with its own batches, judged from the CPU time each fan-out
 took against the batch interval. No clock of its own: the caller times each fan-out.
 
-When fan-outs outlast the interval, every batch waits for the one before and holds more
-ticks, whose fan-out takes longer still: latency would grow without bound. Overloaded —
-after ``TRIP`` fan-outs in a row longer than the interval — the server degrades visibly
-instead: it refuses new streams (503 with Retry-After, WebSocket close 1013), publishes
-each batch conflated to the latest tick per symbol (bounded by the symbols, whatever the
-interval), and waits twice the last fan-out before closing the next batch, so reads, pings
-and the kernel's buffers keep half of the loop. ``CLEAR`` fan-outs in a row under half the
-interval end it.
+When fan-outs outlast the interval, every batch waits for the one before. Overloaded —
+after ``TRIP`` fan-outs in a row longer than the interval, or one longer than the longest
+stretch — the server degrades visibly, in two steps:
+
+1. It refuses new streams (503 with Retry-After, WebSocket close 1013) and stretches the
+   interval to ``STRETCH`` times the last fan-out, so reads, pings and the kernel's buffers
+   keep a fifth of the loop. A fan-out costs about the same per client whatever its batch
+   holds, so fewer, bigger batches keep up, and every tick is still delivered.
+2. Once a fan-out outlasts even a stretch of ``MAX_STRETCH`` intervals (the cost grows with
+   the ticks, as with clients compressing each batch on their own connection, and each
+   batch would take longer than the one before it, by as much as the cost per tick: at
+   once, not after a few more), it also publishes each batch conflated to the latest tick
+   per symbol (bounded by the symbols, whatever the interval), and waits twice the last
+   fan-out.
+
+``CLEAR`` fan-outs in a row under half the interval end both; ``CLEAR`` under half the
+longest stretch end the conflation alone.
+
+The same figure sets what the next batch may spend on the best compression: smaller
+messages for every client are worth a few milliseconds of CPU a batch while the server has
+them to spare, and not once fan-outs take a good part of the interval (see
+:meth:`Overload.best_compression_s`).
 """
 
 from __future__ import annotations
 
 TRIP = 3
 CLEAR = 20
+STRETCH = 1.25
+MAX_STRETCH = 4.0
+#: The share of the interval that fan-outs and the best compression together may take before
+#: the best compression is left out: a fifth, 10 ms of a 50 ms interval.
+BEST_SHARE = 0.2
 
 
 class Overload:
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
+        #: Fan-outs outlast the interval: new streams are refused, batches stretched.
         self.overloaded = False
+        #: Fan-outs outlast even the longest stretch: batches are conflated too.
+        self.conflating = False
         #: Times the server became overloaded.
         self.trips = 0
         self.last_s = 0.0
-        self._over = self._under = 0
+        self._over = self._under = self._within = 0
 
     def fanned_out(self, took_s: float) -> None:
         """A batch's fan-out took ``took_s``."""
         self.last_s = took_s
+        longest = MAX_STRETCH * self.interval_s
         self._over = self._over + 1 if took_s > self.interval_s else 0
         self._under = self._under + 1 if took_s < self.interval_s / 2 else 0
-        if not self.overloaded and self._over >= TRIP:
+        self._within = self._within + 1 if took_s < longest / 2 else 0
+        if not self.overloaded and (self._over >= TRIP or took_s > longest):
             self.overloaded = True
             self.trips += 1
         elif self.overloaded and self._under >= CLEAR:
-            self.overloaded = False
+            self.overloaded = self.conflating = False
+        if self.overloaded and took_s > longest:
+            self.conflating = True
+        elif self.conflating and self._within >= CLEAR:
+            self.conflating = False
+
+    def best_compression_s(self) -> float:
+        """The CPU the next batch may spend on the best compression: what the last fan-out
+        (its compression included) left of ``BEST_SHARE`` of the interval; none while
+        overloaded."""
+        if self.overloaded:
+            return 0.0
+        return max(0.0, BEST_SHARE * self.interval_s - self.last_s)
 
     def wait_s(self) -> float:
         """How long the batch clock waits before it closes the next batch."""
-        return max(self.interval_s, 2 * self.last_s) if self.overloaded else self.interval_s
+        if self.conflating:
+            return max(self.interval_s, 2 * self.last_s)
+        if self.overloaded:
+            return min(MAX_STRETCH * self.interval_s,
+                       max(self.interval_s, STRETCH * self.last_s))
+        return self.interval_s

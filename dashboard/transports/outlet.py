@@ -7,6 +7,10 @@ feeds the pure :class:`~dashboard.core.flow.Outbox` with what happens — writes
 not, drains, timers — and writes what it says, counting and logging each step of the ladder
 once per connection. Every write to a client passes here, so this is where frames and bytes
 are counted, for every transport.
+
+:func:`offer_all` is the fan-out's hot path: a batch goes straight to the socket of every
+free client whose transport writes the hub's bytes as they are, in one loop with no call of
+ours per client; a client is touched only when the kernel does not take the whole write.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import abc
 import asyncio
 import logging
 from asyncio import Future
+from collections.abc import Sequence
 
 from dashboard.core.flow import Outbox, Pace, Phase
 from dashboard.core.payload import Form, Payload
 from dashboard.core.symbols import Selection
 from dashboard.state import ServerState
+from dashboard.transports.socket_writer import SocketWriter
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,9 @@ class Outlet(abc.ABC):
     _fell_behind = False
     #: The outbox said is_free() after its last change: batches skip it entirely.
     _free = False
+    #: While free, the writer batches go straight to (a transport writing the hub's bytes
+    #: as they are, see :meth:`_direct`); None otherwise.
+    _fast: SocketWriter | None = None
     _conflated_counted = 0
     _latest: Future[None] | None = None
     #: Bytes handed to the transport since the kernel last took everything: an upper bound
@@ -52,17 +61,27 @@ class Outlet(abc.ABC):
     def peer(self) -> str:
         """The client's address, for the logs."""
 
+    def _direct(self) -> SocketWriter | None:
+        """The writer :func:`offer_all` may hand the hub's bytes to, as they are, while the
+        outbox is free; None: every batch goes through :meth:`_write_bytes`."""
+        return None
+
+    def _update_free(self) -> None:
+        """Call after the outbox or the connection changed."""
+        self._free = self.outbox.is_free()
+        self._fast = self._direct() if self._free else None
+
     def open_outbox(self, pace: Pace, form: Form) -> None:
         self._loop = asyncio.get_running_loop()
         self.outbox = Outbox(pace, form, self.state.table.array, self._loop.time())
-        self._free = self.outbox.is_free()
+        self._update_free()
         self._sent = self.state.metrics.sent[self.transport]
 
     # -- what the hub calls -----------------------------------------------------------------
 
     def offer(self, payload: Payload, data: bytes) -> None:
         """A batch for this client: written now, or merged into what it is owed."""
-        if self._free:  # the fan-out's hot path: one write, one count, nothing else
+        if self._free:  # a free client: one write, one count, nothing else
             written = self._write_bytes(data)
             if written is True:
                 self._sent.add(len(data))
@@ -72,7 +91,7 @@ class Outlet(abc.ABC):
         out = self.outbox.offer(self._loop.time(), payload, data)
         if out is None:
             self._arm_wake()
-            self._free = self.outbox.is_free()
+            self._update_free()
             return
         self._send(out, paced=True)
 
@@ -86,7 +105,7 @@ class Outlet(abc.ABC):
 
     def restrict(self, selection: Selection) -> None:
         self.outbox.restrict(selection.select)
-        self._free = self.outbox.is_free()
+        self._update_free()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -112,7 +131,7 @@ class Outlet(abc.ABC):
             merged = self.outbox.conflated - self._conflated_counted
             self._conflated_counted = self.outbox.conflated
             self.state.metrics.conflated_ticks.labels(self.transport).inc(merged)
-        self._free = self.outbox.is_free()
+        self._update_free()
 
     def _behind(self) -> None:
         m = self.state.metrics
@@ -131,7 +150,7 @@ class Outlet(abc.ABC):
         self._latest = None
         self.outstanding_bytes = 0
         caught_up = self.outbox.drained(self._loop.time()) is Phase.LIVE
-        self._free = self.outbox.is_free()
+        self._update_free()
         if caught_up:
             self.state.metrics.slow_client_steps.labels(self.transport, "caught_up").inc()
             if self._stuck_timer is not None:
@@ -173,3 +192,33 @@ class Outlet(abc.ABC):
             if timer is not None:
                 timer.cancel()
         self._wake = self._stuck_timer = None
+
+
+def offer_all(subs: Sequence[Outlet], payload: Payload, data: bytes) -> None:
+    """Hand a batch to each of ``subs`` (the hub's ``offer_all``). A free client with a
+    direct writer costs one ``send`` and nothing else while the kernel takes it all; the
+    others, and a write the kernel does not take whole, take :meth:`Outlet.offer`'s way.
+    Frames written here are counted once per run of clients sharing a tally."""
+    size = len(data)
+    tally = None
+    taken = 0
+    for sub in subs:
+        writer = sub._fast
+        if writer is None or writer.pending._size:
+            sub.offer(payload, data)
+            continue
+        try:
+            sent = writer.send(data)
+        except OSError:  # full (BlockingIOError) or gone: the full path sorts it out
+            sub.offer(payload, data)
+            continue
+        if sent != size:
+            sub._settle(writer.rest(data, sent), size, True)
+        elif sub._sent is tally:
+            taken += 1
+        else:
+            if tally is not None:
+                tally.add(size, taken)
+            tally, taken = sub._sent, 1
+    if tally is not None:
+        tally.add(size, taken)

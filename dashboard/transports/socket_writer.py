@@ -10,30 +10,43 @@ two writes must never interleave.
 from __future__ import annotations
 
 from asyncio import Future
-from collections.abc import Callable, Sized
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import tornado.iostream
 
-_ALWAYS = (True,)  # a truthy stand-in: "something may be pending"
+
+class _Buffer(Protocol):
+    _size: int
+
+
+class _Pending:
+    """A stand-in for a write buffer that cannot be read: something may always be pending."""
+
+    _size = 1
 
 
 class SocketWriter:
     def __init__(self, stream: tornado.iostream.IOStream, on_reset: Callable[[], None]) -> None:
         """``on_reset``: the socket failed under a write (reset, closed under us)."""
         self.stream = stream
-        self._socket = stream.socket
+        #: The socket's own ``send``: the fan-out's tight loop calls it (see
+        #: :func:`dashboard.transports.outlet.offer_all`) while :attr:`pending` is empty.
+        self.send: Callable[[bytes], int] = stream.socket.send
         self._on_reset = on_reset
-        # Tornado's write buffer (private, hence the fallback): empty means nothing of any
-        # write is waiting, so the socket may be written directly. Without it, always
-        # write through the stream.
-        self._pending: Sized = getattr(stream, "_write_buffer", _ALWAYS)
+        # Tornado's write buffer and its size (private, hence the fallback): 0 means nothing
+        # of any write is waiting, so the socket may be written directly. Without them,
+        # always write through the stream.
+        buffer: Any = getattr(stream, "_write_buffer", None)
+        readable = isinstance(getattr(buffer, "_size", None), int)
+        self.pending: _Buffer = buffer if readable else _Pending()
 
     def write(self, data: bytes) -> Future[None] | bool | None:
         """True if the kernel took all of ``data`` now, a future if some of it waits in
         the stream's buffer, None when the connection is gone."""
-        if not self._pending:
+        if not self.pending._size:
             try:
-                sent = self._socket.send(data)
+                sent = self.send(data)
             except BlockingIOError:
                 sent = 0
             except OSError:
@@ -41,8 +54,12 @@ class SocketWriter:
                 return None
             if sent == len(data):
                 return True
-            return self._buffered(memoryview(data)[sent:])
+            return self.rest(data, sent)
         return self._buffered(data)
+
+    def rest(self, data: bytes, sent: int) -> Future[None] | None:
+        """What the kernel did not take of ``data`` (it took ``sent`` bytes), to the stream."""
+        return self._buffered(memoryview(data)[sent:])
 
     def _buffered(self, data: bytes | memoryview) -> Future[None] | None:
         try:

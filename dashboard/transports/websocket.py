@@ -145,6 +145,15 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
             return None
         return self._writer.write(data)
 
+    def _direct(self) -> SocketWriter | None:
+        """The hub's frames are written as they are."""
+        return self._writer if self._live else None
+
+    def _stop_writing(self) -> None:
+        """No data frame may follow: the close handshake started, or the socket is gone."""
+        self._live = False
+        self._fast = None
+
     def _drop_slow(self) -> None:
         """Close with 1013 (the client may never read it) and abort the socket now."""
         self.close(CLOSE_TRY_AGAIN_LATER, "slow consumer")
@@ -187,13 +196,13 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
         self._ping_sent_at = None
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        self._live = False
+        self._stop_writing()
         if reason is not None:  # cut at a character boundary
             reason = reason.encode()[:MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
         super().close(code, reason)
 
     def on_close(self) -> None:
-        self._live = False
+        self._stop_writing()
         if self._admitted:
             self.close_outlet()
             self.state.hub.leave(self)
@@ -221,6 +230,6 @@ class WebSocketHandler(Connection, tornado.websocket.WebSocketHandler):
         self.close(CLOSE_GOING_AWAY, "server going away")
 
     def abort(self) -> None:
-        self._live = False
+        self._stop_writing()
         if self._stream is not None:
             self._stream.close()

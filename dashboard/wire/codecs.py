@@ -14,14 +14,18 @@ import orjson
 BROTLI_QUALITY = 5
 BROTLI_LGWIN = 18
 DEFLATE_LEVEL = 6
-#: Quality 10 is where brotli models the text: a simulator batch of 100 ticks comes out 18%
-#: smaller than at quality 5 (11.3 against 13.8 bytes a tick) but takes 1.9 ms instead of
-#: 0.17 (measured), and a small one gains little for a fixed half millisecond (a 20-symbol
-#: subset 12%, a 5-symbol one nothing). So only payloads of at least BEST_MIN_BYTES of
-#: JSON get it, and at most BEST_BYTES_PER_BATCH of them per batch (about 5 ms here).
+#: Quality 10 is where brotli models the text: a simulator batch of 100 ticks comes out 15%
+#: smaller than at quality 5 (11.9 against 14.1 bytes a tick) but takes 3-4 ms instead of
+#: 0.2 (measured), and a small one gains little for a fixed half millisecond (a 20-symbol
+#: subset 12%, a 5-symbol one nothing). So only payloads of at least BEST_MIN_BYTES of JSON
+#: get it, as many of them as the batch's CPU for it allows, at BEST_SECONDS_PER_BYTE (brotli
+#: 10's cost, measured: 0.6-0.9 us a byte; zstd 19's is about half of it).
 BROTLI_BEST_QUALITY = 10
 BEST_MIN_BYTES = 2048
-BEST_BYTES_PER_BATCH = 12 * 1024
+BEST_SECONDS_PER_BYTE = 0.8e-6
+#: The CPU a batch may spend on the best compression when its caller does not say: what an
+#: idle server gives it at 50 ms batches (see dashboard.core.overload.BEST_SHARE).
+BEST_SECONDS_PER_BATCH = 0.01
 
 
 class Encoding(enum.Enum):
@@ -44,16 +48,15 @@ def brotli_compress(data: bytes, quality: int = BROTLI_QUALITY) -> bytes:
 
 class CompressionBudget:
     """Which of a batch's payloads get the best (slowest) compression: those big enough to
-    gain from it, while this batch's budget of it lasts; the others a mid level. Every
+    gain from it, while this batch's CPU for it lasts; the others a mid level. Every
     compressed form spends it (WebSocket brotli, stream zstd), each one a compression."""
 
-    def __init__(self, per_batch: int = BEST_BYTES_PER_BATCH) -> None:
-        self.per_batch = per_batch
-        self._left = per_batch
+    def __init__(self, seconds: float = BEST_SECONDS_PER_BATCH) -> None:
+        self.reset(seconds)
 
-    def reset(self) -> None:
-        """A new batch."""
-        self._left = self.per_batch
+    def reset(self, seconds: float = BEST_SECONDS_PER_BATCH) -> None:
+        """A new batch, which may spend ``seconds`` of CPU on the best compression."""
+        self._left = int(seconds / BEST_SECONDS_PER_BYTE)
 
     def best(self, size: int) -> bool:
         """Whether ``size`` bytes of JSON get the best compression (spending the budget)."""
