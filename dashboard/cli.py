@@ -21,6 +21,7 @@ from dashboard.config import Config
 from dashboard.core import auth
 from dashboard.core.client_address import Network, networks
 from dashboard.errors import ConfigError, DashboardError
+from dashboard.gc_watch import freeze_startup
 from dashboard.server import Server
 from dashboard.tasks import first
 from dashboard.workers import die_with_parent, supervise
@@ -220,6 +221,7 @@ async def run(server: Server) -> int:
         await server.stop()
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
+    freeze_startup()  # what start-up built is never walked by a collection again
     print(f"listening on {server.url}", flush=True)
     await first(stop.wait(), server.failed.wait())
     logging.getLogger(__name__).info("shutting down")

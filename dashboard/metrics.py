@@ -3,12 +3,14 @@ in tests without their counters mixing)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -16,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from dashboard.core.overload import Overload
+from dashboard.gc_watch import PauseTimer
 from dashboard.scaleout.health import BrokerHealth, BrokerState
 from feeds.base import FeedHealth, FeedState
 
@@ -97,6 +100,19 @@ class Metrics:
             self.rate_limit_rejections.labels(reason)
         for reason in ("missing", "expired", "invalid", "forbidden"):
             self.auth_rejections.labels(reason)
+
+        #: Times the collector (installed by the server while it runs).
+        self.gc = PauseTimer(Histogram(
+            "dashboard_gc_pause_seconds",
+            "How long each garbage collection held the loop, by generation (2: a full one).",
+            ["generation"], registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+        ))
+        Gauge(
+            "dashboard_gc_frozen_objects",
+            "Objects start-up built, frozen out of every garbage collection's walk.",
+            registry=r,
+        ).set_function(gc.get_freeze_count)
 
     def watch_outstanding(self, total: Callable[[], float]) -> None:
         Gauge(

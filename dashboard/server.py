@@ -28,6 +28,7 @@ from dashboard.core.symbols import SymbolTable
 from dashboard.errors import BrokerError, ConfigError
 from dashboard.feed_loader import build_feed
 from dashboard.feed_supervisor import FeedSupervisor
+from dashboard.gc_watch import PauseTimer
 from dashboard.metrics import Metrics
 from dashboard.scaleout.codec import FeedInfo
 from dashboard.scaleout.health import BrokerHealth, redacted
@@ -138,6 +139,7 @@ class Server:
         self.port = 0
         self._http: HeadGuardedServer | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._gc: PauseTimer | None = None
         self._recorder: RecordWriter | None = None
         self._publisher: Publisher | None = None
         self.state: ServerState | None = None
@@ -161,6 +163,8 @@ class Server:
         ``BrokerError`` or ``OSError`` when it cannot."""
         c = self.config
         metrics = Metrics()
+        self._gc = metrics.gc
+        self._gc.install()
         health = None
         if c.broker != "memory":
             from dashboard.scaleout.connection import connect
@@ -347,6 +351,8 @@ class Server:
             _, stuck = await asyncio.wait(self._tasks, timeout=TASK_STOP_S)
             for task in stuck:
                 log.warning("%s did not stop in time", task.get_name())
+        if self._gc is not None:
+            self._gc.uninstall()
         if self.feed is not None:
             await self.feed.stop()
         if self._recorder is not None:
@@ -370,12 +376,14 @@ EDGE_FEED_STALE_S = 3.0
 
 def _fan_out(state: ServerState, batch: Batch) -> None:
     """Publish ``batch`` to every client, timed for the overload check in this thread's CPU
-    time (the kernel's work in ``send()`` included): a process the machine descheduled for a
-    while is not one that cannot keep up. The same time sets the best compression's share."""
-    o = state.overload
-    started = time.thread_time()
+    time (the kernel's work in ``send()`` included, the garbage collector's left out): a
+    process the machine descheduled for a while, or a collection that happened to start
+    in it, is not one that cannot keep up. The same time sets the best compression's
+    share."""
+    o, gc = state.overload, state.metrics.gc
+    started, collecting = time.thread_time(), gc.seconds
     conflated = state.hub.publish(batch, conflate=o.conflating, best_s=o.best_compression_s())
-    o.fanned_out(time.thread_time() - started)
+    o.fanned_out(time.thread_time() - started - (gc.seconds - collecting))
     state.metrics.overload_conflated_ticks.inc(conflated)
 
 

@@ -14,7 +14,8 @@ stretch — the server degrades visibly, in two steps:
    batch would take longer than the one before it, by as much as the cost per tick: at
    once, not after a few more), it also publishes each batch conflated to the latest tick
    per symbol (bounded by the symbols, whatever the interval), and waits twice the last
-   fan-out.
+   fan-out. The caller leaves garbage collections out of a fan-out's time: a pause of the
+   collector is no trend of the fan-out's.
 
 ``CLEAR`` fan-outs in a row under half the interval end both; ``CLEAR`` under half the
 longest stretch end the conflation alone.
