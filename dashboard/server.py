@@ -238,7 +238,7 @@ class Server:
             hub=Hub(batcher, table, wait_ahead_ms=EDGE_WAIT_AHEAD_S * 1000,
                     offer_all=offer_all),
             feed_name=info.feed, feed_health=feed_health, broker=health,
-            overload=Overload(info.batch_ms / 1000),
+            overload=Overload(info.batch_ms / 1000, stretches=False),
         ), reader
 
     def _edge_batch(self, batch: Batch) -> None:
@@ -383,7 +383,8 @@ def _fan_out(state: ServerState, batch: Batch) -> None:
     o, gc = state.overload, state.metrics.gc
     started, collecting = time.thread_time(), gc.seconds
     conflated = state.hub.publish(batch, conflate=o.conflating, best_s=o.best_compression_s())
-    o.fanned_out(time.thread_time() - started - (gc.seconds - collecting))
+    took = time.thread_time() - started - (gc.seconds - collecting)
+    o.fanned_out(max(0.0, took), best_s=state.hub.best_spent_s)
     state.metrics.overload_conflated_ticks.inc(conflated)
 
 

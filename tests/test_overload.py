@@ -36,31 +36,40 @@ def test_overloaded_after_fan_outs_outlast_the_interval_and_back_after_quick_one
     assert not o.overloaded and o.wait_s() == 0.05
 
 
-def test_fan_outs_outlasting_the_longest_stretch_conflate_until_they_fit_again():
+def test_fan_outs_too_long_for_the_longest_stretch_conflate_until_the_server_keeps_up():
     o = Overload(interval_s=0.05)
     longest = overload.MAX_STRETCH * 0.05
+    too_long = longest / overload.STRETCH  # the loop would not keep its fifth
     for _ in range(overload.TRIP):
-        o.fanned_out(longest * 0.9)
+        o.fanned_out(too_long * 0.9)
     assert o.overloaded and not o.conflating
-    assert o.wait_s() == pytest.approx(longest)  # the stretch is capped
-    o.fanned_out(longest * 1.5)
+    assert o.wait_s() == pytest.approx(overload.STRETCH * too_long * 0.9)
+    o.fanned_out(too_long * 1.5)
     assert o.conflating
-    assert o.wait_s() == pytest.approx(3 * longest)  # twice the last fan-out
+    assert o.wait_s() == pytest.approx(3 * too_long)  # twice the last fan-out
     for _ in range(overload.CLEAR):
-        o.fanned_out(longest * 0.4)  # fits: conflation ends, the stretch goes on
-    assert o.overloaded and not o.conflating
-    o.fanned_out(longest * 1.5)
+        o.fanned_out(0.03)  # conflated batches are cheap: not yet a server that keeps up
+    assert o.overloaded and o.conflating
     for _ in range(overload.CLEAR):
-        o.fanned_out(0.01)  # keeps up again: both end
+        o.fanned_out(0.01)
     assert not o.overloaded and not o.conflating
-    o.fanned_out(longest * 1.5)  # one such fan-out is enough: the next would be longer still
+    o.fanned_out(too_long * 1.5)  # one such fan-out is enough: the next would be longer still
     assert o.overloaded and o.conflating and o.trips == 2
+
+
+def test_a_clock_that_does_not_stretch_conflates_as_soon_as_it_is_overloaded():
+    o = Overload(interval_s=0.05, stretches=False)  # an edge, publishing as batches come
+    for _ in range(overload.TRIP):
+        o.fanned_out(0.08)
+    assert o.overloaded and o.conflating
 
 
 def test_the_best_compression_gets_what_quick_fan_outs_leave_of_a_fifth_of_the_interval():
     o = Overload(interval_s=0.05)
     assert o.best_compression_s() == pytest.approx(overload.BEST_SHARE * 0.05)  # idle
     o.fanned_out(0.004)
+    assert o.best_compression_s() == pytest.approx(overload.BEST_SHARE * 0.05 - 0.004)
+    o.fanned_out(0.008, best_s=0.004)  # its own best compression is not held against it
     assert o.best_compression_s() == pytest.approx(overload.BEST_SHARE * 0.05 - 0.004)
     o.fanned_out(0.02)  # 1,000 clients take this: their CPU is worth more than the bytes
     assert o.best_compression_s() == 0.0

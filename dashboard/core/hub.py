@@ -15,7 +15,7 @@ all the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -61,16 +61,18 @@ def offer_each(subs: Sequence[Subscriber], payload: Payload, data: bytes) -> Non
         sub.offer(payload, data)
 
 
-#: The fraction of a group the first client served moves by from one batch to the next (the
-#: golden ratio's: no client's turn repeats soon, whatever the group's size).
-_TURN = 0.6180339887498949
+#: 2**64 over the golden ratio: the place a fan-out starts at moves by this fraction of the
+#: whole from one batch to the next, so that no client's turn repeats soon, whatever the
+#: number of clients (Fibonacci hashing, in integers: a seq is in the trillions).
+_TURN = 0x9E3779B97F4A7C15
+T = TypeVar("T")
 
 
-def turned(subs: tuple[Subscriber, ...], seq: Seq) -> tuple[Subscriber, ...]:
-    """``subs`` in the fan-out order of batch ``seq``: started at a place that moves with
-    each batch, so every client is served early as often as late."""
-    start = int(len(subs) * (seq * _TURN % 1.0))
-    return subs[start:] + subs[:start] if start else subs
+def turned(items: Sequence[T], seq: Seq) -> list[T]:
+    """``items`` in the fan-out order of batch ``seq``: started at a place that moves with
+    each batch, so every client (and every group) is served early as often as late."""
+    start = (seq * _TURN % 2**64 * len(items)) >> 64
+    return [*items[start:], *items[:start]]
 
 
 class Hub:
@@ -101,6 +103,11 @@ class Hub:
 
     def __len__(self) -> int:
         return len(self._member)
+
+    @property
+    def best_spent_s(self) -> float:
+        """What the last batch's best compression took, about."""
+        return self._budget.spent_s
 
     @property
     def seq(self) -> Seq:
@@ -295,7 +302,7 @@ class Hub:
             conflated = len(batch.ticks) - len(merged)
             batch = Batch(batch.seq, batch.ts, merged)
         payloads: dict[Selection, Payload] = {}
-        for (selection, form), group in list(self._groups.items()):
+        for (selection, form), group in turned(tuple(self._groups.items()), batch.seq):
             payload = payloads.get(selection)
             if payload is None:
                 payload = payloads[selection] = self._batch_payload(batch, selection, conflated)

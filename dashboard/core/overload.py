@@ -9,16 +9,15 @@ stretch — the server degrades visibly, in two steps:
    interval to ``STRETCH`` times the last fan-out, so reads, pings and the kernel's buffers
    keep a fifth of the loop. A fan-out costs about the same per client whatever its batch
    holds, so fewer, bigger batches keep up, and every tick is still delivered.
-2. Once a fan-out outlasts even a stretch of ``MAX_STRETCH`` intervals (the cost grows with
-   the ticks, as with clients compressing each batch on their own connection, and each
-   batch would take longer than the one before it, by as much as the cost per tick: at
+2. Once a fan-out is too long for even a stretch of ``MAX_STRETCH`` intervals to leave the
+   loop its fifth (the cost grows with the ticks, as with clients compressing each batch
+   on their own connection, and each batch would take longer than the one before it: at
    once, not after a few more), it also publishes each batch conflated to the latest tick
    per symbol (bounded by the symbols, whatever the interval), and waits twice the last
-   fan-out. The caller leaves garbage collections out of a fan-out's time: a pause of the
-   collector is no trend of the fan-out's.
+   fan-out. The caller leaves full garbage collections out of a fan-out's time: a pause
+   of the collector is no trend of the fan-out's.
 
-``CLEAR`` fan-outs in a row under half the interval end both; ``CLEAR`` under half the
-longest stretch end the conflation alone.
+``CLEAR`` fan-outs in a row under half the interval end both.
 
 The same figure sets what the next batch may spend on the best compression: smaller
 messages for every client are worth a few milliseconds of CPU a batch while the server has
@@ -38,41 +37,47 @@ BEST_SHARE = 0.2
 
 
 class Overload:
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, stretches: bool = True) -> None:
+        """``stretches``: the caller's batch clock waits :meth:`wait_s`. One that does not
+        (an edge publishes batches as the broker brings them) conflates as soon as it is
+        overloaded."""
         self.interval_s = interval_s
+        self.stretches = stretches
         #: Fan-outs outlast the interval: new streams are refused, batches stretched.
         self.overloaded = False
-        #: Fan-outs outlast even the longest stretch: batches are conflated too.
+        #: Fan-outs outlast even the longest stretch: batches are conflated too, until the
+        #: server keeps up again (judged on conflated batches, which cost less, it would
+        #: stop too soon and come straight back).
         self.conflating = False
         #: Times the server became overloaded.
         self.trips = 0
+        #: The last fan-out's CPU time, and the part of it the best compression took.
         self.last_s = 0.0
-        self._over = self._under = self._within = 0
+        self.last_best_s = 0.0
+        self._over = self._under = 0
 
-    def fanned_out(self, took_s: float) -> None:
-        """A batch's fan-out took ``took_s``."""
-        self.last_s = took_s
-        longest = MAX_STRETCH * self.interval_s
+    def fanned_out(self, took_s: float, best_s: float = 0.0) -> None:
+        """A batch's fan-out took ``took_s``, ``best_s`` of it on the best compression."""
+        self.last_s, self.last_best_s = took_s, best_s
+        # Past this, the next stretch would be capped short of what the loop is promised.
+        longest = MAX_STRETCH * self.interval_s / STRETCH
         self._over = self._over + 1 if took_s > self.interval_s else 0
         self._under = self._under + 1 if took_s < self.interval_s / 2 else 0
-        self._within = self._within + 1 if took_s < longest / 2 else 0
         if not self.overloaded and (self._over >= TRIP or took_s > longest):
             self.overloaded = True
             self.trips += 1
         elif self.overloaded and self._under >= CLEAR:
             self.overloaded = self.conflating = False
-        if self.overloaded and took_s > longest:
+        if self.overloaded and (took_s > longest or not self.stretches):
             self.conflating = True
-        elif self.conflating and self._within >= CLEAR:
-            self.conflating = False
 
     def best_compression_s(self) -> float:
-        """The CPU the next batch may spend on the best compression: what the last fan-out
-        (its compression included) left of ``BEST_SHARE`` of the interval; none while
-        overloaded."""
+        """The CPU the next batch may spend on the best compression: what the last fan-out,
+        without its own best compression, left of ``BEST_SHARE`` of the interval (counting
+        that in would grant it every other batch); none while overloaded."""
         if self.overloaded:
             return 0.0
-        return max(0.0, BEST_SHARE * self.interval_s - self.last_s)
+        return max(0.0, BEST_SHARE * self.interval_s - (self.last_s - self.last_best_s))
 
     def wait_s(self) -> float:
         """How long the batch clock waits before it closes the next batch."""

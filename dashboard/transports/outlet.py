@@ -197,28 +197,30 @@ class Outlet(abc.ABC):
 def offer_all(subs: Sequence[Outlet], payload: Payload, data: bytes) -> None:
     """Hand a batch to each of ``subs`` (the hub's ``offer_all``). A free client with a
     direct writer costs one ``send`` and nothing else while the kernel takes it all; the
-    others, and a write the kernel does not take whole, take :meth:`Outlet.offer`'s way.
-    Frames written here are counted once per run of clients sharing a tally."""
+    others take :meth:`Outlet.offer`'s way, and a write the kernel does not take whole is
+    settled as that way settles it. Frames written whole are counted once per run of
+    clients sharing a tally."""
     size = len(data)
     tally = None
-    taken = 0
-    for sub in subs:
-        writer = sub._fast
-        if writer is None or writer.pending._size:
-            sub.offer(payload, data)
-            continue
-        try:
-            sent = writer.send(data)
-        except OSError:  # full (BlockingIOError) or gone: the full path sorts it out
-            sub.offer(payload, data)
-            continue
-        if sent != size:
-            sub._settle(writer.rest(data, sent), size, True)
-        elif sub._sent is tally:
-            taken += 1
-        else:
-            if tally is not None:
-                tally.add(size, taken)
-            tally, taken = sub._sent, 1
-    if tally is not None:
-        tally.add(size, taken)
+    whole = 0
+    try:
+        for sub in subs:
+            writer = sub._fast
+            if writer is None or writer.pending._size:
+                sub.offer(payload, data)
+                continue
+            try:
+                sent = writer.send(data)
+            except OSError as e:
+                sent = writer.unsent(e)
+            if sent != size:
+                sub._settle(writer.rest(data, sent), size, True)
+            elif sub._sent is tally:
+                whole += 1
+            else:
+                if tally is not None:
+                    tally.add(size, whole)
+                tally, whole = sub._sent, 1
+    finally:
+        if tally is not None:
+            tally.add(size, whole)

@@ -9,11 +9,15 @@ two writes must never interleave.
 
 from __future__ import annotations
 
+import ssl
 from asyncio import Future
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import tornado.iostream
+
+#: A full socket: plain TCP's EAGAIN, or TLS wanting to write (or read) before it goes on.
+_FULL = (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError)
 
 
 class _Buffer(Protocol):
@@ -27,6 +31,8 @@ class _Pending:
 
 
 class SocketWriter:
+    __slots__ = ("_on_reset", "pending", "send", "stream")
+
     def __init__(self, stream: tornado.iostream.IOStream, on_reset: Callable[[], None]) -> None:
         """``on_reset``: the socket failed under a write (reset, closed under us)."""
         self.stream = stream
@@ -47,18 +53,26 @@ class SocketWriter:
         if not self.pending._size:
             try:
                 sent = self.send(data)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._on_reset()
-                return None
+            except OSError as e:
+                sent = self.unsent(e)
             if sent == len(data):
                 return True
             return self.rest(data, sent)
         return self._buffered(data)
 
+    def unsent(self, error: OSError) -> int:
+        """What a ``send`` that raised ``error`` took: nothing (0) when the socket is full,
+        or -1 when it is gone (and the connection is told)."""
+        if isinstance(error, _FULL):
+            return 0
+        self._on_reset()
+        return -1
+
     def rest(self, data: bytes, sent: int) -> Future[None] | None:
-        """What the kernel did not take of ``data`` (it took ``sent`` bytes), to the stream."""
+        """What the kernel did not take of ``data`` (it took ``sent`` bytes), to the stream;
+        None when the connection is gone (``sent`` -1)."""
+        if sent < 0:
+            return None
         return self._buffered(memoryview(data)[sent:])
 
     def _buffered(self, data: bytes | memoryview) -> Future[None] | None:

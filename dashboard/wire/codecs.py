@@ -56,7 +56,12 @@ class CompressionBudget:
 
     def reset(self, seconds: float = BEST_SECONDS_PER_BATCH) -> None:
         """A new batch, which may spend ``seconds`` of CPU on the best compression."""
-        self._left = int(seconds / BEST_SECONDS_PER_BYTE)
+        self._granted = self._left = round(seconds / BEST_SECONDS_PER_BYTE)
+
+    @property
+    def spent_s(self) -> float:
+        """About how much CPU this batch's best compression took (at BEST_SECONDS_PER_BYTE)."""
+        return (self._granted - self._left) * BEST_SECONDS_PER_BYTE
 
     def best(self, size: int) -> bool:
         """Whether ``size`` bytes of JSON get the best compression (spending the budget)."""
