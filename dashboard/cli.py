@@ -221,7 +221,6 @@ async def run(server: Server) -> int:
         await server.stop()
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return 1
-    freeze_startup()  # what start-up built is never walked by a collection again
     print(f"listening on {server.url}", flush=True)
     await first(stop.wait(), server.failed.wait())
     logging.getLogger(__name__).info("shutting down")
@@ -246,4 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (DashboardError, FeedError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    # What is loaded by now lives as long as the process: no collection walks it again.
+    # Before the server starts, so that no connection (a cycle once it closes) is frozen.
+    freeze_startup()
     sys.exit(tasks.run(run(server)))

@@ -2,9 +2,10 @@
 
 A full (generation 2) collection walks every object the collector tracks, and the loop waits
 while it does: 109 ms with 1,000 clients connected (measured), a batch late for all of them.
-What start-up built (modules, Tornado, numpy, the symbol table, the feed) lives as long as
-the process, so it is frozen once the server listens (:func:`freeze_startup`): full
-collections then walk what came after it, mostly the connections' own objects. Every
+What is loaded before the server starts (modules, Tornado, numpy, the feed) lives as long
+as the process, so the command freezes it (:func:`freeze_startup`): full collections then
+walk what came after it, mostly the connections' own objects. Not later: a connection's
+objects hold cycles, and a frozen cycle is never collected once the connection is gone. Every
 collection is timed, and /metrics shows its pause by generation: an operator sees what the
 collector costs, and a benchmark can tell its pauses from the fan-out's.
 """
@@ -12,6 +13,7 @@ collector costs, and a benchmark can tell its pauses from the fan-out's.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 from prometheus_client import Histogram
@@ -26,15 +28,19 @@ def freeze_startup() -> int:
 
 
 class PauseTimer:
-    """While installed, times each collection into ``histogram``, labelled by generation."""
+    """While installed, times each collection into ``histogram``, labelled by generation,
+    in the CPU time of the thread that collects."""
 
     def __init__(self, histogram: Histogram) -> None:
         self._by_generation = [histogram.labels(str(g)) for g in range(3)]
         self._started = 0.0
-        #: Every timed collection's seconds, summed: what to leave out of a fan-out's time.
+        self._loop_thread = threading.get_ident()
+        #: The full collections' CPU seconds on the installing thread (the loop's), summed:
+        #: what to leave out of a fan-out's CPU time.
         self.seconds = 0.0
 
     def install(self) -> None:
+        self._loop_thread = threading.get_ident()
         gc.callbacks.append(self._timed)
 
     def uninstall(self) -> None:
@@ -43,8 +49,10 @@ class PauseTimer:
 
     def _timed(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            took = time.perf_counter() - self._started
+            self._started = time.thread_time()
+            return
+        took = time.thread_time() - self._started
+        generation = info["generation"]
+        self._by_generation[generation].observe(took)
+        if generation == 2 and threading.get_ident() == self._loop_thread:
             self.seconds += took
-            self._by_generation[info["generation"]].observe(took)

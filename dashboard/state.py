@@ -56,6 +56,9 @@ class ServerState:
     stopping: bool = False
 
     def __post_init__(self) -> None:
+        self.metrics.watch_connections(
+            lambda: Counter(client.transport for client in self.clients)
+        )
         self.metrics.watch_outstanding(
             lambda: sum(client.outstanding_bytes for client in self.clients)
         )
@@ -76,7 +79,6 @@ class ServerState:
         else:
             self.clients[client] = ip
             self.per_ip[ip] += 1
-            self.metrics.connections.labels(client.transport).inc()
             return None
         self.metrics.rate_limit_rejections.labels(reason).inc()
         return reason
@@ -87,4 +89,3 @@ class ServerState:
             self.per_ip[ip] -= 1
             if not self.per_ip[ip]:
                 del self.per_ip[ip]
-            self.metrics.connections.labels(client.transport).dec()
