@@ -114,7 +114,8 @@ def run_one(
         "ticks_per_cpu_s": ticks / cpu if cpu else None,
         "bytes_per_tick": report["bytes_per_tick"],
         "p50_ms": report["latency_ms"]["p50"], "p99_ms": report["latency_ms"]["p99"],
-        "gaps": report["gaps_total"], "rss_mb": rss / 2**20,
+        "gaps": report["gaps_total"], "conflated": report["conflated_ticks"],
+        "rss_mb": rss / 2**20,
         "connected": report["clients"]["connected"], "codings": report["clients"]["codings"],
         "generator_saturated_s": len(report["load_generator_saturated_at"]),
     }
@@ -174,13 +175,15 @@ def fmt(x: Any, spec: str) -> str:
 
 
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each figure's median over repeated runs of one configuration (gaps: the most seen)."""
+    """Each figure's median over repeated runs of one configuration (gaps and ticks merged
+    away: the most seen)."""
     row = dict(runs[0])
-    for key, value in runs[0].items():
-        if isinstance(value, (int, float)) and key not in ("clients",):
-            values = [r[key] for r in runs if r[key] is not None]
+    for key in runs[0]:
+        values = [r[key] for r in runs if isinstance(r[key], (int, float))]
+        if key != "clients" and (values or row[key] is None):
             row[key] = statistics.median(values) if values else None
     row["gaps"] = max(r["gaps"] for r in runs)
+    row["conflated"] = max(r["conflated"] for r in runs)
     row["runs"] = len(runs)
     return row
 
@@ -197,6 +200,8 @@ def main() -> None:
                    help="connections for the RSS figure (0: skip it)")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
+    if a.repeat < 1:
+        p.error("--repeat: at least 1")
     counts = [int(c) for c in a.clients.split(",")]
     wanted = a.servers.split(",")
     if unknown := set(wanted) - set(SERVERS):
@@ -227,7 +232,7 @@ def main() -> None:
     print(f"\nmedians of {a.repeat}")
     head = (f"{'server':<10}{'clients':>8} {'enc':<5}{'ticks/s':>10}{'CPU s':>7}"
             f"{'ticks/CPU-s':>12}{'B/tick':>8}{'p50 ms':>8}{'p99 ms':>8}{'gaps':>6}"
-            f"{'RSS MB':>8}{'CPU/node':>9}{'p99/node':>9}{'B/node':>8}{'CPU/q11':>9}"
+            f"{'merged':>8}{'RSS MB':>8}{'CPU/node':>9}{'p99/node':>9}{'B/node':>8}{'CPU/q11':>9}"
             f"{'vs naive':>9}")
     print(head)
     for r in rows:
@@ -235,7 +240,7 @@ def main() -> None:
               f"{fmt(r['ticks_per_s'], '.0f'):>10}{fmt(r['server_cpu_s'], '.1f'):>7}"
               f"{fmt(r['ticks_per_cpu_s'], '.0f'):>12}{fmt(r['bytes_per_tick'], '.1f'):>8}"
               f"{fmt(r['p50_ms'], '.1f'):>8}{fmt(r['p99_ms'], '.1f'):>8}{r['gaps']:>6}"
-              f"{fmt(r['rss_mb'], '.0f'):>8}"
+              f"{fmt(r['conflated'], '.0f'):>8}{fmt(r['rss_mb'], '.0f'):>8}"
               f"{ratio(rows, r, 'node', 'ticks_per_cpu_s'):>9}"
               f"{ratio(rows, r, 'node', 'p99_ms'):>9}"
               f"{ratio(rows, r, 'node', 'bytes_per_tick'):>8}"
