@@ -22,12 +22,10 @@ def pair() -> tuple[tornado.iostream.IOStream, socket.socket, list[str]]:
 async def read_all(peer: socket.socket, n: int) -> bytes:
     """What the peer reads, while the loop goes on writing what waits."""
     peer.setblocking(False)
+    loop = asyncio.get_running_loop()
     got = b""
     while len(got) < n:
-        try:
-            got += peer.recv(1 << 16)
-        except BlockingIOError:
-            await asyncio.sleep(0.005)
+        got += await loop.sock_recv(peer, 1 << 16)
     return got
 
 
