@@ -100,7 +100,7 @@ class Metrics:
         #: Times the collector (installed by the server while it runs).
         self.gc = PauseTimer(Histogram(
             "dashboard_gc_pause_seconds",
-            "How long each garbage collection held the loop, by generation (2: a full one).",
+            "CPU time of each garbage collection, by generation (2: a full one).",
             ["generation"], registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
         ))
@@ -198,8 +198,9 @@ class _OverloadCollector(Collector):
             value=1.0 if o.overloaded else 0.0,
         )
         yield GaugeMetricFamily(
-            "dashboard_overload_conflating", "1 while fan-outs outlast even the longest "
-            "stretch of the interval: each batch is conflated to the latest tick per symbol.",
+            "dashboard_overload_conflating", "1 while fan-outs are too long for even the "
+            "longest stretch of the interval: each batch is conflated to the latest tick per "
+            "symbol.",
             value=1.0 if o.conflating else 0.0,
         )
         yield CounterMetricFamily(

@@ -36,7 +36,7 @@ def test_overloaded_after_fan_outs_outlast_the_interval_and_back_after_quick_one
     assert not o.overloaded and o.wait_s() == 0.05
 
 
-def test_fan_outs_too_long_for_the_longest_stretch_conflate_until_the_server_keeps_up():
+def test_fan_outs_too_long_for_the_longest_stretch_conflate_until_they_fit_well_again():
     o = Overload(interval_s=0.05)
     longest = overload.MAX_STRETCH * 0.05
     too_long = longest / overload.STRETCH  # the loop would not keep its fifth
@@ -47,9 +47,12 @@ def test_fan_outs_too_long_for_the_longest_stretch_conflate_until_the_server_kee
     o.fanned_out(too_long * 1.5)
     assert o.conflating
     assert o.wait_s() == pytest.approx(3 * too_long)  # twice the last fan-out
-    for _ in range(overload.CLEAR):
-        o.fanned_out(0.03)  # conflated batches are cheap: not yet a server that keeps up
-    assert o.overloaded and o.conflating
+    for _ in range(overload.CLEAR - 1):
+        o.fanned_out(too_long * 0.4)
+    assert o.conflating
+    o.fanned_out(too_long * 0.4)  # fits well: a cost per client, the stretch alone will do
+    assert o.overloaded and not o.conflating
+    o.fanned_out(too_long * 1.5)
     for _ in range(overload.CLEAR):
         o.fanned_out(0.01)
     assert not o.overloaded and not o.conflating

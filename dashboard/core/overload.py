@@ -17,7 +17,10 @@ stretch — the server degrades visibly, in two steps:
    fan-out. The caller leaves full garbage collections out of a fan-out's time: a pause
    of the collector is no trend of the fan-out's.
 
-``CLEAR`` fan-outs in a row under half the interval end both.
+``CLEAR`` fan-outs in a row under half the interval end both; ``CLEAR`` under half of where
+conflation starts end the conflation alone. (Judged on conflated batches, which cost less,
+that may stop too soon and come back after one long fan-out; but with a cost that is per
+client, not per tick, waiting for the overload to end would conflate for good.)
 
 The same figure sets what the next batch may spend on the best compression: smaller
 messages for every client are worth a few milliseconds of CPU a batch while the server has
@@ -45,16 +48,14 @@ class Overload:
         self.stretches = stretches
         #: Fan-outs outlast the interval: new streams are refused, batches stretched.
         self.overloaded = False
-        #: Fan-outs outlast even the longest stretch: batches are conflated too, until the
-        #: server keeps up again (judged on conflated batches, which cost less, it would
-        #: stop too soon and come straight back).
+        #: Fan-outs outlast even the longest stretch: batches are conflated too.
         self.conflating = False
         #: Times the server became overloaded.
         self.trips = 0
         #: The last fan-out's CPU time, and the part of it the best compression took.
         self.last_s = 0.0
         self.last_best_s = 0.0
-        self._over = self._under = 0
+        self._over = self._under = self._within = 0
 
     def fanned_out(self, took_s: float, best_s: float = 0.0) -> None:
         """A batch's fan-out took ``took_s``, ``best_s`` of it on the best compression."""
@@ -63,6 +64,7 @@ class Overload:
         longest = MAX_STRETCH * self.interval_s / STRETCH
         self._over = self._over + 1 if took_s > self.interval_s else 0
         self._under = self._under + 1 if took_s < self.interval_s / 2 else 0
+        self._within = self._within + 1 if took_s < longest / 2 else 0
         if not self.overloaded and (self._over >= TRIP or took_s > longest):
             self.overloaded = True
             self.trips += 1
@@ -70,6 +72,8 @@ class Overload:
             self.overloaded = self.conflating = False
         if self.overloaded and (took_s > longest or not self.stretches):
             self.conflating = True
+        elif self.conflating and self.stretches and self._within >= CLEAR:
+            self.conflating = False
 
     def best_compression_s(self) -> float:
         """The CPU the next batch may spend on the best compression: what the last fan-out,
@@ -77,7 +81,7 @@ class Overload:
         that in would grant it every other batch); none while overloaded."""
         if self.overloaded:
             return 0.0
-        return max(0.0, BEST_SHARE * self.interval_s - (self.last_s - self.last_best_s))
+        return max(0.0, BEST_SHARE * self.interval_s - max(0.0, self.last_s - self.last_best_s))
 
     def wait_s(self) -> float:
         """How long the batch clock waits before it closes the next batch."""
