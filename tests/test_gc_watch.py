@@ -13,7 +13,7 @@ from tests.clients import http_url, metric
 from tests.process import DashboardProcess
 
 
-def test_the_command_freezes_what_it_loaded_before_the_server_starts():
+def test_the_command_freezes_what_it_loaded_out_of_the_collectors_walks():
     server = DashboardProcess("--symbols", "5")
     try:
         url = f"http://127.0.0.1:{server.port}/metrics"

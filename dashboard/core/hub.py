@@ -6,7 +6,7 @@ only hands bytes to its socket (or, later, merges them into what it still owes);
 that failed is skipped and cleans itself up. The hub counts nothing: what reaches a socket
 is counted where it is written (the transports' outlet), whoever asked for it.
 
-A group's clients are handed a batch by one call (``offer_all``: the transports' writes
+A group's clients are handed a batch by one call (``offer_all``: the transports' one writes
 every free socket in one tight loop), and in an order that turns with each batch: a fan-out
 to thousands of sockets takes milliseconds, and the same clients must not always wait for
 all the others.
